@@ -1,0 +1,82 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "faasbox",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "faasbox", targets: ["faasbox"]),
+        .library(name: "ImageRuntime", targets: ["ImageRuntime"]),
+        .library(name: "Sandbox", targets: ["Sandbox"]),
+        .library(name: "Bootstrap", targets: ["Bootstrap"]),
+        .library(name: "Executor", targets: ["Executor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
+        .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
+        .systemLibrary(name: "CCap", path: "Sources/CCap"),
+        .target(name: "CSandbox", path: "Sources/CSandbox"),
+        .target(
+            name: "SystemSupport",
+            dependencies: ["CSandbox", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .target(
+            name: "ImageRuntime",
+            dependencies: [
+                "CArchive", "CSandbox", "SystemSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Sandbox",
+            dependencies: [
+                "CSandbox", "CSeccomp", "CCap", "SystemSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Bootstrap",
+            dependencies: [
+                "ImageRuntime", "Sandbox", "SystemSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "Executor",
+            dependencies: [
+                "Bootstrap", "ImageRuntime", "Sandbox",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "faasbox",
+            dependencies: [
+                "Executor", "Bootstrap", "ImageRuntime", "Sandbox",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "TestSupport",
+            dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(name: "ImageRuntimeTests", dependencies: ["ImageRuntime", "TestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "TestSupport"]),
+        .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "TestSupport"]),
+        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

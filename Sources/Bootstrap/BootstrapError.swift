@@ -1,0 +1,48 @@
+import ImageRuntime
+import Sandbox
+
+/// Why an instance could not start or an invocation failed; each maps to the contract's error code.
+public enum BootstrapError: Error, Sendable, CustomStringConvertible {
+    case image(ImageError)
+    case sandbox(SandboxError)
+    case noBootstrap(image: String)
+    /// The function never became ready within its init timeout.
+    case initTimeout(Duration, output: String)
+    /// The bootstrap exited before it became ready.
+    case exitedDuringInit(ExitStatus, output: String)
+    case invocationFailed(String)
+    case invalidRequest(String)
+
+    public var code: SCFContract.ErrorCode {
+        switch self {
+        case .image, .sandbox: return .internalError
+        case .noBootstrap, .exitedDuringInit, .initTimeout: return .containerStateExited
+        case .invocationFailed: return .userProcessExited
+        case .invalidRequest: return .invalidParameter
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .image(let e): return e.description
+        case .sandbox(let e): return e.description
+        case .noBootstrap(let image):
+            return "\(image) has no Entrypoint or Cmd and no executable \(SCFContract.bootstrapName) in its WorkingDir, "
+                + "\(SCFContract.bootstrapDirectories.joined(separator: " or ")); add one, or pass --command"
+        case .initTimeout(let timeout, _): return SCFContract.initTimeoutMessage(timeout)
+        case .exitedDuringInit(let status, _):
+            return "the function's bootstrap \(status) before it listened on port \(SCFContract.functionPort) "
+                + "(note: the root filesystem is read-only; only /tmp is writable)"
+        case .invocationFailed(let message): return "invocation failed: \(message)"
+        case .invalidRequest(let message): return "invalid request: \(message)"
+        }
+    }
+
+    /// What the function printed before it failed, where that is known.
+    public var output: String? {
+        switch self {
+        case .initTimeout(_, let output), .exitedDuringInit(_, let output): return output
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,42 @@
+/// How one function runs: a value with the contract's defaults.
+public struct FunctionConfig: Sendable {
+    public enum Kind: String, Sendable, CaseIterable { case web, event, job }
+
+    public var name: String
+    public var kind: Kind = .web
+    public var memoryMB = SCFContract.defaultMemoryMB
+    public var timeout = SCFContract.defaultTimeout
+    public var initTimeout = SCFContract.defaultInitTimeout
+    /// The user's environment variables, added after the contract's.
+    public var environment: [String: String] = [:]
+    /// Overrides the image's Entrypoint (and, with `arguments`, its Cmd).
+    public var command: [String]?
+    public var arguments: [String]?
+    public var hostNetwork = false
+    public var version = SCFContract.defaultVersion
+    public var namespace = SCFContract.defaultNamespace
+
+    public init(name: String) { self.name = name }
+
+    /// The environment SCF gives a function (§4), then the image's, then the user's.
+    func environment(imageEnv: [String]) -> [String] {
+        var env: [(String, String)] = [
+            ("SCF_FUNCTIONNAME", name), ("SCF_FUNCTIONVERSION", version), ("SCF_NAMESPACE", namespace),
+            ("TENCENTCLOUD_REGION", SCFContract.localRegion), ("TENCENTCLOUD_APPID", SCFContract.localAppID),
+            ("TENCENTCLOUD_UIN", SCFContract.localUIN), ("TENCENTCLOUD_RUNENV", "SCF"),
+            ("USER_CODE_ROOT", SCFContract.userCodeRoot), ("SCF_FUNCTIONMEMORYSIZE", "\(memoryMB)"),
+            ("SCF_FUNCTIONTIMEOUT", "\(timeout.components.seconds)"),
+        ]
+        for entry in imageEnv {
+            guard let eq = entry.firstIndex(of: "=") else { continue }
+            env.append((String(entry[..<eq]), String(entry[entry.index(after: eq)...])))
+        }
+        for key in environment.keys.sorted() { env.append((key, environment[key]!)) }
+        if !env.contains(where: { $0.0 == "PATH" }) {
+            env.append(("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+        }
+        // Later definitions win, in the order above.
+        var seen = Set<String>()
+        return env.reversed().filter { seen.insert($0.0).inserted }.reversed().map { "\($0.0)=\($0.1)" }
+    }
+}

@@ -1,0 +1,84 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SystemSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An HTTP request to a function instance, and its answer.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var target: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(method: String, target: String, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+    }
+
+    /// Parses `METHOD /path?query` as the CLI takes it.
+    public init(parsing line: String) throws(BootstrapError) {
+        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[1].hasPrefix("/") else {
+            throw .invalidRequest("expected 'METHOD /path', got '\(line)'")
+        }
+        self.init(method: String(parts[0]).uppercased(), target: String(parts[1]))
+    }
+}
+
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var reason: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// Sends one request over a connected socket with SwiftNIO's HTTP/1.1 codec and collects the response.
+enum HTTPForwarder {
+    static func send(_ request: HTTPRequest, over socket: OwnedFileDescriptor, group: EventLoopGroup,
+                     extraHeaders: [(String, String)], maxBody: Int) async throws -> HTTPResponse {
+        let fd = fcntl(socket.rawValue, F_DUPFD_CLOEXEC, 0)
+        if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
+        let channel = try await ClientBootstrap(group: group).withConnectedSocket(fd) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
+            }
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            var headers = HTTPHeaders(request.headers)
+            for (name, value) in extraHeaders { headers.replaceOrAdd(name: name, value: value) }
+            if !headers.contains(name: "Host") { headers.add(name: "Host", value: "127.0.0.1:\(SCFContract.functionPort)") }
+            headers.replaceOrAdd(name: "Content-Length", value: "\(request.body.count)")
+            let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method),
+                                       uri: request.target, headers: headers)
+            try await outbound.write(.head(head))
+            if !request.body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: request.body)))) }
+            try await outbound.write(.end(nil))
+            var response = HTTPResponse(status: 0, reason: "", headers: [], body: [])
+            for try await part in inbound {
+                switch part {
+                case .head(let h):
+                    response.status = Int(h.status.code)
+                    response.reason = h.status.reasonPhrase
+                    response.headers = h.headers.map { ($0.name, $0.value) }
+                case .body(let buffer):
+                    if response.body.count + buffer.readableBytes > maxBody {
+                        throw BootstrapError.invocationFailed("response over \(maxBody) bytes")
+                    }
+                    response.body.append(contentsOf: buffer.readableBytesView)
+                case .end:
+                    return response
+                }
+            }
+            throw BootstrapError.invocationFailed("the function closed the connection before a complete response")
+        }
+    }
+}

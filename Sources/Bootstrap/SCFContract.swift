@@ -1,0 +1,74 @@
+/// The constants of the SCF contract (shared/scf-contract.md), each in one place.
+public enum SCFContract {
+    public static let functionPort: UInt16 = 9000
+    public static let defaultInitTimeout: Duration = .seconds(30)
+    public static let defaultMemoryMB = 128
+    public static let memoryRangeMB = 64...3072
+    public static let defaultTimeout: Duration = .seconds(3)
+    public static let defaultVersion = "$LATEST"
+    public static let defaultNamespace = "default"
+    public static let userCodeRoot = "/var/user/"
+    /// Where `scf_bootstrap` is looked for when the image and the config name no command.
+    public static let bootstrapName = "scf_bootstrap"
+    public static let bootstrapDirectories = ["/var/user", "/"]
+
+    /// Local stand-ins for the cloud account values SCF passes.
+    public static let localRegion = "ap-local"
+    public static let localAppID = "1250000000"
+    public static let localUIN = "100000000001"
+
+    public enum ErrorCode: Int, Sendable {
+        case invalidParameter = 400
+        case containerStateExited = 405
+        case requestTooLarge = 406
+        case responseTooLarge = 407
+        case resourceLimit = 429
+        case userCodeError = 430
+        case concurrencyLimitExceeded = 432
+        case timeLimitReached = 433
+        case memoryLimitReached = 434
+        case userProcessExited = 439
+        case internalError = 500
+    }
+
+    /// The message SCF gives when the HTTP server never listened (583/41076).
+    static func initTimeoutMessage(_ timeout: Duration) -> String {
+        let ms = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        return "The request timed out in \(ms)ms. Please confirm your http server have enabled listening on port \(functionPort)."
+    }
+}
+
+/// The log line formats of the contract (§8). Spacing of `Init Report` is unconfirmed: keep it here only.
+public enum LogFormat {
+    public static func start(_ requestID: String) -> String { "START RequestId: \(requestID)" }
+    public static func end(_ requestID: String) -> String { "END RequestId: \(requestID)" }
+
+    public static func report(_ requestID: String, duration: Duration, memorySizeMB: Int, maxMemoryUsedBytes: Int64?) -> String {
+        let used = maxMemoryUsedBytes.map { String(format1($0.toMB)) } ?? "-"
+        return "REPORT RequestId: \(requestID) Duration: \(format1(duration.milliseconds)) ms Billed Duration: "
+            + "\(Int(duration.milliseconds.rounded(.up))) ms Memory Size: \(memorySizeMB) MB Max Memory Used: \(used) MB"
+    }
+
+    public static func initReport(_ requestID: String, _ t: PhaseTimings) -> String {
+        "Init Report RequestId: \(requestID) Coldstart: \(format1(t.coldstart.milliseconds))ms "
+            + "PullCode: \(format1(t.pullCode.milliseconds))ms InitRuntime: \(format1(t.initRuntime.milliseconds))ms "
+            + "InitFunction: \(format1(t.initFunction.milliseconds))ms"
+    }
+
+    /// One decimal place: the report lines have 0.1 ms resolution.
+    public static func format1(_ value: Double) -> String {
+        let tenths = Int64((value * 10).rounded())
+        return "\(tenths / 10).\(abs(tenths % 10))"
+    }
+}
+
+extension Duration {
+    /// The duration in milliseconds, as a Double.
+    public var milliseconds: Double {
+        Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+    }
+}
+
+extension Int64 {
+    var toMB: Double { Double(self) / 1_048_576 }
+}

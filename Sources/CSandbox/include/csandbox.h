@@ -1,0 +1,139 @@
+// Thin C layer for what Swift cannot do safely: the code that runs between clone and exec
+// (no allocation, no locks), and a few syscalls glibc does not wrap.
+#ifndef FAASBOX_CSANDBOX_H
+#define FAASBOX_CSANDBOX_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/sched.h>
+
+/// One filesystem step the child executes, in order. Paths before FB_OP_PIVOT are host paths the parent
+/// already resolved inside the rootfs; paths after it are paths inside the new root.
+enum fb_op {
+    FB_OP_MOUNT = 1,      // mount(a, b, fstype, flags, data)
+    FB_OP_MKDIR = 2,      // mkdir(b, mode), EEXIST ignored
+    FB_OP_TOUCH = 3,      // create an empty file b (a bind-mount target), EEXIST ignored
+    FB_OP_SYMLINK = 4,    // symlink(a, b), EEXIST ignored
+    FB_OP_PIVOT = 5,      // pivot_root into b, detach the old root
+    FB_OP_REMOUNT = 6,    // mount(NULL, b, NULL, MS_REMOUNT | MS_BIND | flags, NULL)
+    FB_OP_MASK_PATH = 7,  // bind /dev/null over a file b or an empty read-only tmpfs over a directory b; ENOENT ignored
+    FB_OP_READONLY_PATH = 8,  // bind b onto itself and remount it read-only, nosuid, nodev, noexec; ENOENT ignored
+};
+
+struct fb_step {
+    int op;
+    const char *a;
+    const char *b;
+    const char *fstype;
+    unsigned long flags;
+    const char *data;
+    unsigned int mode;
+};
+
+struct fb_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+/// Fixed stages of the child; a failing list step is reported as FB_STAGE_STEPS + its index.
+enum fb_stage {
+    FB_STAGE_CGROUP = 1,
+    FB_STAGE_CGROUP_NS = 2,
+    FB_STAGE_HOSTNAME = 3,
+    FB_STAGE_MOUNT_PRIVATE = 4,
+    FB_STAGE_LOOPBACK = 5,
+    FB_STAGE_RLIMIT = 6,
+    FB_STAGE_STDIO = 7,
+    FB_STAGE_SECUREBITS = 8,
+    FB_STAGE_BOUNDING = 9,
+    FB_STAGE_SETGROUPS = 10,
+    FB_STAGE_SETGID = 11,
+    FB_STAGE_SETUID = 12,
+    FB_STAGE_CAPSET = 13,
+    FB_STAGE_AMBIENT = 14,
+    FB_STAGE_NO_NEW_PRIVS = 15,
+    FB_STAGE_CHDIR = 16,
+    FB_STAGE_SECCOMP = 17,
+    FB_STAGE_FORK = 18,
+    FB_STAGE_EXEC = 19,
+    FB_STAGE_STEPS = 100,
+};
+
+/// What the child writes to the report pipe when a stage fails. EOF without a report means exec succeeded.
+struct fb_report {
+    int32_t stage;
+    int32_t err;
+};
+
+struct fb_spawn_config {
+    unsigned long clone_flags;        // CLONE_NEW* flags for clone3 (CLONE_NEWCGROUP is applied after joining)
+    int new_cgroup_ns;
+    const int *cgroup_proc_fds;       // open cgroup.procs files the child joins by writing "0"
+    int n_cgroup_proc_fds;
+    const char *hostname;             // NULL: leave as is
+    int loopback_up;
+    const struct fb_step *steps;
+    int n_steps;
+    const struct fb_rlimit *rlimits;
+    int n_rlimits;
+    int stdin_fd, stdout_fd, stderr_fd;  // -1: /dev/null inside the new root
+    int report_fd;                    // write end, O_CLOEXEC
+    uint32_t uid, gid;
+    const uint32_t *groups;
+    int n_groups;
+    int set_ids;                      // 0: keep the parent's uid/gid
+    uint64_t cap_keep;                // capability bit mask kept in every set (bit n = capability n)
+    int drop_caps;
+    int no_new_privs;
+    const void *seccomp_filter;       // struct sock_filter[], NULL for none
+    unsigned short seccomp_len;
+    int seccomp_log;                  // SECCOMP_FILTER_FLAG_LOG
+    const char *cwd;
+    const char *file;                 // contains '/': exec'd as is; else searched in search_path
+    const char *search_path;
+    char *const *argv;
+    char *const *envp;
+    int init_reaper;                  // pid 1 forks the program and reaps; else pid 1 is the program
+};
+
+/// Clones a child into new namespaces and runs the setup steps in it. Returns the child's pid (its pidfd in
+/// *pidfd_out) or -errno when clone itself fails. Setup failures arrive on report_fd.
+pid_t fb_spawn(const struct fb_spawn_config *config, int *pidfd_out);
+
+/// Creates a socket inside the network namespace of the process behind pidfd, on the calling thread,
+/// and returns it (or -errno). The thread's own network namespace is restored before returning.
+int fb_socket_in_netns(int pidfd, int domain, int type);
+
+/// openat2(2), which glibc 2.36 does not wrap. Returns an fd or -errno.
+int fb_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve);
+
+/// waitid(P_PIDFD); returns 0 and fills code/status, or -errno.
+int fb_waitid_pidfd(int pidfd, int options, int *code, int *status);
+
+/// pidfd_send_signal(2). Returns 0 or -errno.
+int fb_pidfd_send_signal(int pidfd, int sig);
+
+/// pipe2(fds, O_CLOEXEC). Returns 0 or -errno.
+int fb_pipe_cloexec(int fds[2]);
+
+/// Creates an overlay whiteout (a 0/0 character device) named name in dirfd.
+int fb_mknod_whiteout(int dirfd, const char *name);
+
+/// mknodat with a (major, minor) device. Returns 0 or -errno.
+int fb_mknodat(int dirfd, const char *name, unsigned int mode, unsigned int major, unsigned int minor);
+
+/// fsetxattr(2). Returns 0 or -errno.
+int fb_fsetxattr(int fd, const char *name, const void *value, unsigned long size);
+
+/// fgetxattr(2). Returns the size or -errno.
+long fb_fgetxattr(int fd, const char *name, void *value, unsigned long size);
+
+/// epoll helpers (struct epoll_event is packed, which Swift does not import well).
+int fb_epoll_create(void);
+int fb_epoll_add(int epfd, int fd, uint64_t token);
+int fb_epoll_del(int epfd, int fd);
+/// Waits for up to max events; writes their tokens. Returns the count or -errno.
+int fb_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
+
+#endif

@@ -1,0 +1,291 @@
+// The child side of a sandbox spawn. Everything here runs after clone3 in a copy of a multithreaded
+// process: only async-signal-safe calls, no malloc, no stdio, no locks.
+#define _GNU_SOURCE
+#include "csandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <linux/securebits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <grp.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+static void report_and_exit(int fd, int stage, int err) {
+    struct fb_report r = {.stage = stage, .err = err};
+    ssize_t n;
+    do { n = write(fd, &r, sizeof r); } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+#define CHECK(stage, expr)                                  \
+    do {                                                    \
+        if ((expr) < 0) report_and_exit(cfg->report_fd, (stage), errno); \
+    } while (0)
+
+static int write_all(int fd, const char *s, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) { close(s); return -1; }
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    int rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    int e = errno;
+    close(s);
+    errno = e;
+    return rc;
+}
+
+static int do_pivot(const char *root) {
+    if (chdir(root) < 0) return -1;
+    if (syscall(SYS_pivot_root, ".", ".") < 0) return -1;
+    if (umount2(".", MNT_DETACH) < 0) return -1;
+    return chdir("/");
+}
+
+static int mask_path(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -1;
+    if (S_ISDIR(st.st_mode))
+        return mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,nr_inodes=1");
+    return mount("/dev/null", path, NULL, MS_BIND, NULL);
+}
+
+static int run_step(const struct fb_step *s) {
+    int fd;
+    switch (s->op) {
+    case FB_OP_MOUNT:
+        return mount(s->a, s->b, s->fstype, s->flags, s->data);
+    case FB_OP_MKDIR:
+        return (mkdir(s->b, s->mode) < 0 && errno != EEXIST) ? -1 : 0;
+    case FB_OP_TOUCH:
+        fd = open(s->b, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, s->mode ? s->mode : 0644);
+        if (fd < 0) return errno == EEXIST ? 0 : -1;
+        close(fd);
+        return 0;
+    case FB_OP_SYMLINK:
+        return (symlink(s->a, s->b) < 0 && errno != EEXIST) ? -1 : 0;
+    case FB_OP_PIVOT:
+        return do_pivot(s->b);
+    case FB_OP_REMOUNT:
+        return mount(NULL, s->b, NULL, MS_REMOUNT | MS_BIND | s->flags, NULL);
+    case FB_OP_MASK_PATH:
+        return mask_path(s->b);
+    case FB_OP_READONLY_PATH:
+        if (mount(s->b, s->b, NULL, MS_BIND | MS_REC, NULL) < 0) return errno == ENOENT ? 0 : -1;
+        return mount(NULL, s->b, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+}
+
+static void reset_signals(void) {
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &sa, NULL);
+}
+
+static int drop_bounding(uint64_t keep) {
+    for (int cap = 0; cap < 64; cap++) {
+        if (keep & (1ULL << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL) break;  // past the kernel's last capability
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int set_caps(uint64_t keep) {
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    for (int i = 0; i < 2; i++) {
+        uint32_t bits = (uint32_t)(keep >> (32 * i));
+        data[i].effective = bits;
+        data[i].permitted = bits;
+        data[i].inheritable = bits;
+    }
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static int set_ambient(uint64_t keep) {
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    for (int cap = 0; cap < 64; cap++) {
+        if (!(keep & (1ULL << cap))) continue;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) return -1;
+    }
+    return 0;
+}
+
+static void exec_program(const struct fb_spawn_config *cfg) {
+    if (strchr(cfg->file, '/') || cfg->search_path == NULL) {
+        execve(cfg->file, cfg->argv, cfg->envp);
+        return;
+    }
+    char buf[4096];
+    size_t flen = strlen(cfg->file);
+    const char *p = cfg->search_path;
+    int saved = ENOENT;
+    while (*p) {
+        const char *end = strchr(p, ':');
+        size_t dlen = end ? (size_t)(end - p) : strlen(p);
+        if (dlen + 1 + flen + 1 <= sizeof buf) {
+            if (dlen == 0) { memcpy(buf, ".", 1); dlen = 1; }
+            else memcpy(buf, p, dlen);
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, cfg->file, flen + 1);
+            execve(buf, cfg->argv, cfg->envp);
+            if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    errno = saved;
+}
+
+static volatile pid_t forward_to = 0;
+
+static void forward_signal(int sig) {
+    if (forward_to > 0) kill(forward_to, sig);
+}
+
+static void become_reaper(const struct fb_spawn_config *cfg) {
+    pid_t child = vfork();
+    if (child < 0) report_and_exit(cfg->report_fd, FB_STAGE_FORK, errno);
+    if (child == 0) {
+        exec_program(cfg);
+        report_and_exit(cfg->report_fd, FB_STAGE_EXEC, errno);
+    }
+    close(cfg->report_fd);
+    forward_to = child;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_signal;
+    sa.sa_flags = SA_RESTART;
+    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    for (;;) {
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            _exit(127);
+        }
+        if (pid != child) continue;
+        if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+        _exit(128 + WTERMSIG(status));
+    }
+}
+
+static void child_main(const struct fb_spawn_config *cfg) {
+    reset_signals();
+    for (int i = 0; i < cfg->n_cgroup_proc_fds; i++) {
+        CHECK(FB_STAGE_CGROUP, write_all(cfg->cgroup_proc_fds[i], "0", 1));
+        close(cfg->cgroup_proc_fds[i]);
+    }
+    if (cfg->new_cgroup_ns) CHECK(FB_STAGE_CGROUP_NS, unshare(CLONE_NEWCGROUP));
+    if (cfg->hostname) CHECK(FB_STAGE_HOSTNAME, sethostname(cfg->hostname, strlen(cfg->hostname)));
+    if (cfg->clone_flags & CLONE_NEWNS)
+        CHECK(FB_STAGE_MOUNT_PRIVATE, mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL));
+    if (cfg->loopback_up) CHECK(FB_STAGE_LOOPBACK, loopback_up());
+    for (int i = 0; i < cfg->n_steps; i++) CHECK(FB_STAGE_STEPS + i, run_step(&cfg->steps[i]));
+    for (int i = 0; i < cfg->n_rlimits; i++) {
+        struct rlimit rl = {.rlim_cur = cfg->rlimits[i].soft, .rlim_max = cfg->rlimits[i].hard};
+        CHECK(FB_STAGE_RLIMIT, setrlimit(cfg->rlimits[i].resource, &rl));
+    }
+    int devnull = -1;
+    if (cfg->stdin_fd < 0 || cfg->stdout_fd < 0 || cfg->stderr_fd < 0)
+        CHECK(FB_STAGE_STDIO, devnull = open("/dev/null", O_RDWR));
+    CHECK(FB_STAGE_STDIO, dup2(cfg->stdin_fd >= 0 ? cfg->stdin_fd : devnull, 0));
+    CHECK(FB_STAGE_STDIO, dup2(cfg->stdout_fd >= 0 ? cfg->stdout_fd : devnull, 1));
+    CHECK(FB_STAGE_STDIO, dup2(cfg->stderr_fd >= 0 ? cfg->stderr_fd : devnull, 2));
+    if (cfg->report_fd > 3) {
+        // Keep only stdio and the report pipe (which closes on exec).
+        syscall(SYS_close_range, 3, cfg->report_fd - 1, 0);
+        syscall(SYS_close_range, cfg->report_fd + 1, ~0U, 0);
+    }
+    if (cfg->drop_caps) {
+        CHECK(FB_STAGE_SECUREBITS, prctl(PR_SET_SECUREBITS,
+            SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
+            SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, 0, 0, 0));
+        CHECK(FB_STAGE_BOUNDING, drop_bounding(cfg->cap_keep));
+    }
+    if (cfg->set_ids) {
+        CHECK(FB_STAGE_SETGROUPS, setgroups((size_t)cfg->n_groups, (const gid_t *)cfg->groups));
+        CHECK(FB_STAGE_SETGID, setresgid(cfg->gid, cfg->gid, cfg->gid));
+        CHECK(FB_STAGE_SETUID, setresuid(cfg->uid, cfg->uid, cfg->uid));
+    }
+    if (cfg->drop_caps) {
+        CHECK(FB_STAGE_CAPSET, set_caps(cfg->cap_keep));
+        CHECK(FB_STAGE_AMBIENT, set_ambient(cfg->cap_keep));
+    }
+    if (cfg->no_new_privs) CHECK(FB_STAGE_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    if (cfg->cwd) CHECK(FB_STAGE_CHDIR, chdir(cfg->cwd));
+    if (cfg->seccomp_filter) {
+        struct sock_fprog prog = {.len = cfg->seccomp_len, .filter = (struct sock_filter *)cfg->seccomp_filter};
+        unsigned int flags = cfg->seccomp_log ? SECCOMP_FILTER_FLAG_LOG : 0;
+        CHECK(FB_STAGE_SECCOMP, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog));
+    }
+    if (cfg->init_reaper) become_reaper(cfg);
+    exec_program(cfg);
+    report_and_exit(cfg->report_fd, FB_STAGE_EXEC, errno);
+}
+
+pid_t fb_spawn(const struct fb_spawn_config *cfg, int *pidfd_out) {
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    int pidfd = -1;
+    args.flags = (cfg->clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.exit_signal = SIGCHLD;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0) return -errno;
+    if (pid == 0) {
+        child_main(cfg);
+        _exit(127);
+    }
+    *pidfd_out = pidfd;
+    return (pid_t)pid;
+}

@@ -1,0 +1,111 @@
+#define _GNU_SOURCE
+#include "csandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+int fb_socket_in_netns(int pidfd, int domain, int type) {
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0) return -errno;
+    if (setns(pidfd, CLONE_NEWNET) < 0) {
+        int e = errno;
+        close(self);
+        return -e;
+    }
+    int s = socket(domain, type | SOCK_CLOEXEC, 0);
+    int e = errno;
+    if (setns(self, CLONE_NEWNET) < 0) {
+        // A thread stuck in a function's namespace must not go back to the pool.
+        abort();
+    }
+    close(self);
+    return s < 0 ? -e : s;
+}
+
+int fb_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)flags;
+    how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+    how.resolve = resolve;
+    long fd;
+    do { fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int fb_waitid_pidfd(int pidfd, int options, int *code, int *status) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int rc;
+    do { rc = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, options); } while (rc < 0 && errno == EINTR);
+    if (rc < 0) return -errno;
+    *code = info.si_code;
+    *status = info.si_status;
+    return info.si_pid == 0 ? 1 : 0;
+}
+
+int fb_pidfd_send_signal(int pidfd, int sig) {
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int fb_mknod_whiteout(int dirfd, const char *name) {
+    return mknodat(dirfd, name, S_IFCHR | 0000, makedev(0, 0)) < 0 ? -errno : 0;
+}
+
+int fb_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
+}
+
+int fb_mknodat(int dirfd, const char *name, unsigned int mode, unsigned int major, unsigned int minor) {
+    return mknodat(dirfd, name, mode, makedev(major, minor)) < 0 ? -errno : 0;
+}
+
+int fb_fsetxattr(int fd, const char *name, const void *value, unsigned long size) {
+    return fsetxattr(fd, name, value, size, 0) < 0 ? -errno : 0;
+}
+
+long fb_fgetxattr(int fd, const char *name, void *value, unsigned long size) {
+    ssize_t n = fgetxattr(fd, name, value, size);
+    return n < 0 ? -errno : n;
+}
+
+int fb_epoll_add(int epfd, int fd, uint64_t token) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = token};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int fb_epoll_del(int epfd, int fd) {
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
+}
+
+int fb_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms) {
+    struct epoll_event evs[64];
+    if (max > 64) max = 64;
+    int n;
+    do { n = epoll_wait(epfd, evs, max, timeout_ms); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) tokens[i] = evs[i].data.u64;
+    return n;
+}
+
+int fb_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}

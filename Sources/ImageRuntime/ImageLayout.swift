@@ -1,0 +1,155 @@
+import Foundation
+import SystemSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An OCI image layout made readable: index.json in memory, and a path for every blob. Blobs of an
+/// `oci-archive` are copied into the store's blob directory, verified on the way; blobs of a layout
+/// directory are read where they are and verified as they are read.
+struct ImageLayout {
+    let source: String
+    let index: Index
+    let blobDirectory: String
+    /// Whether the blobs under `blobDirectory` were verified already (copied into the store).
+    let blobsVerified: Bool
+
+    func blobPath(_ digest: Digest) -> String { "\(blobDirectory)/\(digest.algorithm.rawValue)/\(digest.hex)" }
+
+    /// Reads a small blob whole and checks its size and digest.
+    func readBlob(_ descriptor: Descriptor, limits: UnpackLimits) throws(ImageError) -> [UInt8] {
+        let digest = try Digest(parsing: descriptor.digest)
+        if descriptor.size < 0 || descriptor.size > Int64(limits.maxMetadataBytes) {
+            throw .limitExceeded("blob \(descriptor.digest) of \(descriptor.size) bytes is over \(limits.maxMetadataBytes)")
+        }
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.read(blobPath(digest), limit: limits.maxMetadataBytes + 1) } catch {
+            if error.errno == .noSuchFileOrDirectory { throw .blobMissing(digest: descriptor.digest) }
+            throw .system(error)
+        }
+        if Int64(bytes.count) != descriptor.size {
+            throw .sizeMismatch(blob: descriptor.digest, expected: descriptor.size, actual: Int64(bytes.count))
+        }
+        let actual = Hasher.digest(of: bytes, digest.algorithm)
+        if actual != digest { throw .digestMismatch(blob: descriptor.digest, expected: digest.description, actual: actual.description) }
+        return bytes
+    }
+
+    static func open(path: String, store: BlobDirectory, limits: UnpackLimits) throws(ImageError) -> ImageLayout {
+        var st = stat()
+        if stat(path, &st) != 0 {
+            if errno == ENOENT { throw .notFound(path: path) }
+            throw .system(.current("stat", path: path))
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR { return try openDirectory(path, limits: limits) }
+        return try openArchive(path, store: store, limits: limits)
+    }
+
+    private static func openDirectory(_ path: String, limits: UnpackLimits) throws(ImageError) -> ImageLayout {
+        let indexBytes: [UInt8]
+        do { indexBytes = try FileSystem.read("\(path)/index.json", limit: limits.maxMetadataBytes) } catch {
+            throw .notAnImageLayout(path: path, reason: "no index.json")
+        }
+        if let layout = try? FileSystem.read("\(path)/oci-layout", limit: 4096) { try checkLayoutFile(layout, path: path) }
+        let index = try decodeIndex(indexBytes, path: path)
+        return ImageLayout(source: path, index: index, blobDirectory: "\(path)/blobs", blobsVerified: false)
+    }
+
+    /// Streams an `oci-archive` tarball once: small files kept in memory, blobs copied into the store.
+    private static func openArchive(_ path: String, store: BlobDirectory, limits: UnpackLimits) throws(ImageError) -> ImageLayout {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .system(.current("open", path: path)) }
+        defer { close(fd) }
+        let reader: ArchiveReader
+        let source = FileSource(fd: fd, label: path)
+        do { reader = try ArchiveReader(format: .tar, source: source, what: path) } catch {
+            throw .notAnImageLayout(path: path, reason: "not a tar archive")
+        }
+        var indexBytes: [UInt8]?
+        var layoutBytes: [UInt8]?
+        var sawEntry = false
+        while true {
+            let entry: ArchiveEntry?
+            do { entry = try reader.next() } catch {
+                if !sawEntry { throw .notAnImageLayout(path: path, reason: "not a tar archive") }
+                throw error
+            }
+            guard let entry else { break }
+            sawEntry = true
+            let name = entry.path.hasPrefix("./") ? String(entry.path.dropFirst(2)) : entry.path
+            switch name {
+            case "index.json": indexBytes = try reader.readAll(limit: limits.maxMetadataBytes)
+            case "oci-layout": layoutBytes = try reader.readAll(limit: 4096)
+            default:
+                guard entry.kind == .regular, name.hasPrefix("blobs/") else { continue }
+                let parts = name.split(separator: "/")
+                guard parts.count == 3 else { continue }
+                let digest = try Digest(parsing: "\(parts[1]):\(parts[2])")
+                try store.storeBlob(digest, from: reader, size: entry.size, archive: path)
+            }
+        }
+        guard let indexBytes else { throw .notAnImageLayout(path: path, reason: "no index.json in the archive") }
+        if let layoutBytes { try checkLayoutFile(layoutBytes, path: path) }
+        let index = try decodeIndex(indexBytes, path: path)
+        return ImageLayout(source: path, index: index, blobDirectory: store.path, blobsVerified: true)
+    }
+
+    private static func checkLayoutFile(_ bytes: [UInt8], path: String) throws(ImageError) {
+        struct Layout: Decodable { var imageLayoutVersion: String }
+        guard let layout = try? JSONDecoder().decode(Layout.self, from: Data(bytes)) else {
+            throw .notAnImageLayout(path: path, reason: "oci-layout is not valid JSON")
+        }
+        if !layout.imageLayoutVersion.hasPrefix("1.") {
+            throw .notAnImageLayout(path: path, reason: "unsupported imageLayoutVersion \(layout.imageLayoutVersion)")
+        }
+    }
+
+    private static func decodeIndex(_ bytes: [UInt8], path: String) throws(ImageError) -> Index {
+        do { return try JSONDecoder().decode(Index.self, from: Data(bytes)) } catch {
+            throw .malformed(what: "index.json of \(path)", reason: "\(error)")
+        }
+    }
+}
+
+/// The store's verified blob directory (`blobs/<alg>/<hex>`).
+struct BlobDirectory {
+    let path: String
+
+    func storeBlob(_ digest: Digest, from reader: ArchiveReader, size: Int64, archive: String) throws(ImageError) {
+        let final = "\(path)/\(digest.algorithm.rawValue)/\(digest.hex)"
+        var st = stat()
+        if stat(final, &st) == 0 && Int64(st.st_size) == size { return }
+        do { try FileSystem.createDirectory("\(path)/\(digest.algorithm.rawValue)") } catch { throw .system(error) }
+        let tmp = "\(path)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 { throw .system(.current("open", path: tmp)) }
+        var hasher = Hasher(digest.algorithm)
+        var written: Int64 = 0
+        do throws(ImageError) {
+            defer { close(fd) }
+            while let (bytes, _) = try reader.readBlock() {
+                hasher.update(bytes)
+                var done = 0
+                while done < bytes.count {
+                    let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw ImageError.system(.current("write", path: tmp))
+                    }
+                    done += n
+                }
+                written += Int64(bytes.count)
+            }
+            let actual = hasher.finalize()
+            if actual != digest {
+                throw ImageError.digestMismatch(blob: "\(archive):blobs/\(digest.algorithm)/\(digest.hex)",
+                                                expected: digest.description, actual: actual.description)
+            }
+            if rename(tmp, final) != 0 { throw ImageError.system(.current("rename", path: final)) }
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+    }
+}

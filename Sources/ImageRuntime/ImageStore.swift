@@ -1,0 +1,214 @@
+import Foundation
+import Logging
+import SystemSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One layer of a pulled image, unpacked in the store.
+public struct StoredLayer: Sendable, Equatable {
+    public let diffID: String
+    public let path: String
+}
+
+/// What a pull did, for `faasbox pull` and the PullCode phase.
+public struct PullStats: Sendable {
+    public var bytesUnpacked: Int64 = 0
+    public var entriesUnpacked = 0
+    public var layersReused = 0
+    public var layersUnpacked = 0
+}
+
+/// A verified image whose layers are all in the store.
+public struct PulledImage: Sendable {
+    public let source: String
+    public let manifestDigest: String
+    public let config: ImageConfig
+    /// Bottom layer first.
+    public let layers: [StoredLayer]
+    public let stats: PullStats
+}
+
+/// The content-addressed store: verified blobs, and layers unpacked once per diff_id, shared by all images.
+/// Layers are unpacked into a temporary directory and renamed into place only when complete and verified.
+public final class ImageStore: Sendable {
+    public let root: String
+    public let limits: UnpackLimits
+    private let logger: Logger
+
+    var blobs: BlobDirectory { BlobDirectory(path: "\(root)/blobs") }
+    var layersDirectory: String { "\(root)/layers" }
+
+    public init(root: String, limits: UnpackLimits = UnpackLimits(), logger: Logger = Logger(label: "faasbox.image")) throws(ImageError) {
+        self.root = root
+        self.limits = limits
+        self.logger = logger
+        do {
+            for dir in ["\(root)/blobs/sha256", "\(root)/layers/sha256", "\(root)/layers/sha512", "\(root)/instances"] {
+                try FileSystem.createDirectory(dir)
+            }
+        } catch { throw .system(error) }
+        removeAbandonedTemporaries()
+    }
+
+    /// Verifies the image at `reference` (`PATH` or `PATH:tag`) and unpacks the layers the store lacks.
+    public func pull(_ reference: String) async throws(ImageError) -> PulledImage {
+        try await runBlocking { () throws(ImageError) -> PulledImage in try self.pullBlocking(reference) }
+    }
+
+    func pullBlocking(_ reference: String) throws(ImageError) -> PulledImage {
+        let (path, tag) = Self.split(reference)
+        let layout = try ImageLayout.open(path: path, store: blobs, limits: limits)
+        let manifestDescriptor = try ManifestSelector(layout: layout, limits: limits).select(tag: tag)
+        let manifest: Manifest = try decode(layout.readBlob(manifestDescriptor, limits: limits), "manifest \(manifestDescriptor.digest)")
+        guard MediaType.configs.contains(manifest.config.mediaType) else {
+            throw .unsupportedMediaType(manifest.config.mediaType, digest: manifest.config.digest)
+        }
+        let config: ImageConfig = try decode(layout.readBlob(manifest.config, limits: limits), "config \(manifest.config.digest)")
+        guard config.os == Platform.linuxAMD64.os, config.architecture == Platform.linuxAMD64.architecture else {
+            throw .noMatchingPlatform(wanted: Platform.linuxAMD64.description, available: ["\(config.os)/\(config.architecture)"])
+        }
+        if manifest.layers.count != config.rootfs.diffIDs.count {
+            throw .layerCountMismatch(layers: manifest.layers.count, diffIDs: config.rootfs.diffIDs.count)
+        }
+        var stats = PullStats()
+        var layers: [StoredLayer] = []
+        for (descriptor, diffID) in zip(manifest.layers, config.rootfs.diffIDs) {
+            layers.append(try ensureLayer(descriptor, diffID: diffID, layout: layout, stats: &stats))
+        }
+        return PulledImage(source: path, manifestDigest: manifestDescriptor.digest, config: config, layers: layers, stats: stats)
+    }
+
+    /// `PATH:tag` → (PATH, tag) when PATH exists and the whole string does not.
+    static func split(_ reference: String) -> (String, String?) {
+        if FileSystem.exists(reference) { return (reference, nil) }
+        guard let colon = reference.lastIndex(of: ":"), !reference[colon...].contains("/") else { return (reference, nil) }
+        let path = String(reference[..<colon])
+        return FileSystem.exists(path) ? (path, String(reference[reference.index(after: colon)...])) : (reference, nil)
+    }
+
+    private func decode<T: Decodable>(_ bytes: [UInt8], _ what: String) throws(ImageError) -> T {
+        do { return try JSONDecoder().decode(T.self, from: Data(bytes)) } catch {
+            throw .malformed(what: what, reason: "\(error)")
+        }
+    }
+
+    // MARK: - Layers
+
+    private func ensureLayer(_ descriptor: Descriptor, diffID: String, layout: ImageLayout, stats: inout PullStats) throws(ImageError) -> StoredLayer {
+        guard MediaType.layers.contains(descriptor.mediaType) else {
+            throw .unsupportedMediaType(descriptor.mediaType, digest: descriptor.digest)
+        }
+        let blobDigest = try Digest(parsing: descriptor.digest)
+        let diff = try Digest(parsing: diffID)
+        let final = "\(layersDirectory)/\(diff.algorithm.rawValue)/\(diff.hex)"
+        if FileSystem.exists(final) {
+            stats.layersReused += 1
+            return StoredLayer(diffID: diffID, path: final)
+        }
+        let tmp = "\(layersDirectory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        do { try FileSystem.createDirectory(tmp, mode: 0o755) } catch { throw .system(error) }
+        do throws(ImageError) {
+            let (bytes, entries) = try unpack(blob: layout.blobPath(blobDigest), into: tmp, descriptor: descriptor,
+                                              digest: blobDigest, diffID: diff, verifyBlob: !layout.blobsVerified,
+                                              budget: stats)
+            if rename(tmp, final) != 0 {
+                // Another pull finished the same layer first: keep theirs.
+                guard errno == ENOTEMPTY || errno == EEXIST else { throw ImageError.system(.current("rename", path: final)) }
+                try? FileSystem.removeTree(tmp)
+                stats.layersReused += 1
+            } else {
+                stats.layersUnpacked += 1
+            }
+            stats.bytesUnpacked += bytes
+            stats.entriesUnpacked += entries
+        } catch {
+            try? FileSystem.removeTree(tmp)
+            throw error
+        }
+        return StoredLayer(diffID: diffID, path: final)
+    }
+
+    private func unpack(blob: String, into directory: String, descriptor: Descriptor, digest: Digest, diffID: Digest,
+                        verifyBlob: Bool, budget: PullStats) throws(ImageError) -> (Int64, Int) {
+        let fd = open(blob, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { throw .blobMissing(digest: descriptor.digest) }
+            throw .system(.current("open", path: blob))
+        }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw .system(.current("fstat", path: blob)) }
+        if Int64(st.st_size) != descriptor.size {
+            throw .sizeMismatch(blob: descriptor.digest, expected: descriptor.size, actual: Int64(st.st_size))
+        }
+        let stream = try LayerStream(fd: fd, label: descriptor.digest, verifyCompressed: verifyBlob ? digest.algorithm : nil,
+                                     diffIDAlgorithm: diffID.algorithm, limits: limits,
+                                     bytesBudget: limits.maxTotalBytes - budget.bytesUnpacked)
+        let unpacker = try LayerUnpacker(directory: directory, limits: limits, logger: logger)
+        try unpacker.unpack(stream.tar, entryBudget: limits.maxEntries - budget.entriesUnpacked)
+        let result = try stream.finish()
+        if let actual = result.compressed, actual != digest {
+            throw .digestMismatch(blob: descriptor.digest, expected: digest.description, actual: actual.description)
+        }
+        if result.diffID != diffID {
+            throw .diffIDMismatch(layer: descriptor.digest, expected: diffID.description, actual: result.diffID.description)
+        }
+        return (result.size, unpacker.entries)
+    }
+
+    /// Removes temporary unpack and blob directories whose process is gone (a crash or kill -9 mid-pull).
+    private func removeAbandonedTemporaries() {
+        for dir in [layersDirectory, blobs.path] {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
+            for name in names where name.hasPrefix(".tmp-") {
+                let pid = name.dropFirst(5).split(separator: "-").first.flatMap { pid_t($0) } ?? 0
+                if pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) { continue }
+                try? FileSystem.removeTree("\(dir)/\(name)")
+            }
+        }
+    }
+}
+
+/// Walks index.json and nested indexes to the linux/amd64 manifest (optionally the one with a tag).
+struct ManifestSelector {
+    let layout: ImageLayout
+    let limits: UnpackLimits
+
+    func select(tag: String?) throws(ImageError) -> Descriptor {
+        var candidates = layout.index.manifests
+        if let tag {
+            let tags = candidates.compactMap { $0.annotations?[Descriptor.refNameAnnotation] }
+            candidates = candidates.filter { $0.annotations?[Descriptor.refNameAnnotation] == tag }
+            if candidates.isEmpty { throw .tagNotFound(tag, available: tags) }
+        }
+        var seen: [String] = []
+        if let found = try search(candidates, depth: 0, seen: &seen) { return found }
+        throw .noMatchingPlatform(wanted: Platform.linuxAMD64.description, available: seen)
+    }
+
+    private func search(_ descriptors: [Descriptor], depth: Int, seen: inout [String]) throws(ImageError) -> Descriptor? {
+        if depth > 8 { throw .malformed(what: "index", reason: "indexes nested deeper than 8") }
+        for descriptor in descriptors where MediaType.manifests.contains(descriptor.mediaType) {
+            guard let platform = descriptor.platform else { return descriptor }
+            seen.append(platform.description)
+            if Self.runs(platform) { return descriptor }
+        }
+        for descriptor in descriptors where MediaType.indexes.contains(descriptor.mediaType) {
+            let bytes = try layout.readBlob(descriptor, limits: limits)
+            let nested: Index
+            do { nested = try JSONDecoder().decode(Index.self, from: Data(bytes)) } catch {
+                throw .malformed(what: "index \(descriptor.digest)", reason: "\(error)")
+            }
+            if let found = try search(nested.manifests, depth: depth + 1, seen: &seen) { return found }
+        }
+        return nil
+    }
+
+    /// linux/amd64, any baseline variant, no OS features required.
+    static func runs(_ platform: Platform) -> Bool {
+        platform.os == "linux" && platform.architecture == "amd64"
+            && [nil, "v1", "v2", "v3"].contains(platform.variant) && (platform.osFeatures ?? []).isEmpty
+    }
+}

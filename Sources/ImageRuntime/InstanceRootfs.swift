@@ -1,0 +1,77 @@
+import Foundation
+import SystemSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The root filesystem of one instance: an overlay whose lower layers are the image's stored layers and whose
+/// upper and work directories are the instance's own, so starting an instance copies nothing.
+public final class InstanceRootfs: Sendable {
+    /// The instance's directory: `rootfs/`, `upper/`, `work/` live in it.
+    public let directory: String
+    /// The merged tree to run in.
+    public let path: String
+    private let removed = AtomicFlag()
+
+    init(directory: String) {
+        self.directory = directory
+        self.path = "\(directory)/rootfs"
+    }
+
+    /// Mounts the overlay for `image` in a new directory `directory` (which must not exist yet).
+    public static func compose(_ image: PulledImage, in directory: String) throws(ImageError) -> InstanceRootfs {
+        if image.layers.isEmpty { throw .malformed(what: "image \(image.source)", reason: "it has no layers") }
+        let rootfs = InstanceRootfs(directory: directory)
+        do {
+            for sub in ["", "/rootfs", "/upper", "/work"] {
+                if mkdir(directory + sub, 0o755) != 0 { throw SystemCallError.current("mkdir", path: directory + sub) }
+            }
+            // overlayfs lists the top layer first.
+            let lower = image.layers.reversed().map { escape($0.path) }.joined(separator: ":")
+            let options = "lowerdir=\(lower),upperdir=\(escape(directory + "/upper")),workdir=\(escape(directory + "/work"))"
+            if options.utf8.count >= 4096 {
+                throw ImageError.limitExceeded("\(image.layers.count) layers: overlay options exceed a page")
+            }
+            if mount("overlay", rootfs.path, "overlay", UInt(MS_NODEV), options) != 0 {
+                throw SystemCallError.current("mount(overlay)", path: rootfs.path)
+            }
+        } catch let error as SystemCallError {
+            rootfs.remove()
+            throw .system(error)
+        } catch let error as ImageError {
+            rootfs.remove()
+            throw error
+        } catch {
+            rootfs.remove()
+            throw .malformed(what: "rootfs", reason: "\(error)")
+        }
+        return rootfs
+    }
+
+    /// Unmounts the overlay and deletes the instance's directory. Safe to call more than once.
+    @discardableResult
+    public func remove() -> SystemCallError? {
+        guard removed.setOnce() else { return nil }
+        if umount2(path, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
+            return .current("umount2", path: path)
+        }
+        do { try FileSystem.removeTree(directory) } catch { return error }
+        return nil
+    }
+
+    private static func escape(_ path: String) -> String {
+        path.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
+            .replacingOccurrences(of: ",", with: "\\,")
+    }
+}
+
+extension ImageStore {
+    /// The directory an instance's rootfs lives in.
+    public func instanceDirectory(_ id: String) -> String { "\(root)/instances/\(id)" }
+
+    /// Composes the rootfs of a new instance of `image`.
+    public func composeRootfs(_ image: PulledImage, instanceID: String) throws(ImageError) -> InstanceRootfs {
+        try InstanceRootfs.compose(image, in: instanceDirectory(instanceID))
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import SystemSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The cgroup of one instance, on whichever hierarchy the host gives us.
+public protocol InstanceCgroup: Sendable {
+    /// The cgroup.procs files the child joins (one per v1 controller, one on v2).
+    var procsFiles: [String] { get }
+    /// The directories of the cgroup (for tests and teardown checks).
+    var directories: [String] { get }
+    /// Peak memory in bytes (memory.peak / memory.max_usage_in_bytes).
+    func memoryPeak() -> Int64?
+    /// Current memory in bytes.
+    func memoryCurrent() -> Int64?
+    /// Whether the kernel's OOM killer killed a process of this cgroup.
+    func oomKilled() -> Bool
+    /// The pids still in the cgroup.
+    func processes() -> [pid_t]
+    /// Kills every process in the cgroup.
+    func killAll()
+    /// Removes the cgroup (after its processes are gone); retries briefly while the kernel finishes exits.
+    func remove() throws(SandboxError)
+}
+
+/// What the host offers, detected once per process from /proc/self/cgroup and /proc/self/mountinfo.
+public enum CgroupHost: Sendable, CustomStringConvertible {
+    /// The unified hierarchy has the memory controller: `base` is where instance cgroups go.
+    case v2(base: String, controllers: [String])
+    /// Memory is a v1 controller: per-controller base directories for instance cgroups.
+    case v1(bases: [String: String])
+    case unavailable(reason: String)
+
+    public static let current: CgroupHost = detect()
+
+    public var description: String {
+        switch self {
+        case .v2(let base, let controllers): return "cgroup v2 at \(base) (controllers: \(controllers.joined(separator: " ")))"
+        case .v1(let bases):
+            return "cgroup v1 (" + bases.keys.sorted().map { "\($0): \(bases[$0]!)" }.joined(separator: ", ") + ")"
+        case .unavailable(let reason): return "no usable cgroup memory controller: \(reason)"
+        }
+    }
+
+    /// Creates the cgroup of one instance with `limits`.
+    public func createInstance(_ id: String, limits: ResourceLimits) throws(SandboxError) -> InstanceCgroup {
+        switch self {
+        case .v2(let base, let controllers):
+            return try CgroupV2.create(base: base, controllers: controllers, id: id, limits: limits)
+        case .v1(let bases):
+            return try CgroupV1.create(bases: bases, id: id, limits: limits)
+        case .unavailable(let reason):
+            throw .cgroup("cannot create a cgroup for instance \(id): \(reason)")
+        }
+    }
+
+    static func detect() -> CgroupHost {
+        guard let selfText = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
+              let mountText = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        else { return .unavailable(reason: "cannot read /proc/self/cgroup") }
+        let membership = parseMembership(selfText)
+        let mounts = parseMounts(mountText)
+        if let unified = mounts.first(where: { $0.v2 }), let relative = membership[""] {
+            let path = unified.hostPath(for: relative)
+            let available = (try? String(contentsOfFile: "\(path)/cgroup.controllers", encoding: .utf8))?
+                .split(whereSeparator: \.isWhitespace).map(String.init) ?? []
+            if available.contains("memory") {
+                return CgroupV2.prepareBase(path, available: available)
+            }
+        }
+        var bases: [String: String] = [:]
+        for controller in ["memory", "pids", "cpu", "freezer"] {
+            guard let relative = membership[controller],
+                  let mount = mounts.first(where: { !$0.v2 && $0.controllers.contains(controller) }) else { continue }
+            bases[controller] = mount.hostPath(for: relative) + "/faasbox"
+        }
+        if bases["memory"] != nil { return .v1(bases: bases) }
+        return .unavailable(reason: "the memory controller is on neither cgroup v2 nor v1")
+    }
+
+    /// "N:controllers:path" lines → controller (or "" for v2) → path.
+    static func parseMembership(_ text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            if parts[1].isEmpty { out[""] = String(parts[2]) }
+            for controller in parts[1].split(separator: ",") { out[String(controller)] = String(parts[2]) }
+        }
+        return out
+    }
+
+    struct CgroupMount {
+        var root: String
+        var mountPoint: String
+        var v2: Bool
+        var controllers: [String]
+
+        func hostPath(for relative: String) -> String {
+            var rel = relative
+            if root != "/" && rel.hasPrefix(root) { rel = String(rel.dropFirst(root.count)) }
+            if rel == "/" { rel = "" }
+            return mountPoint + rel
+        }
+    }
+
+    static func parseMounts(_ text: String) -> [CgroupMount] {
+        text.split(separator: "\n").compactMap { line in
+            let halves = line.components(separatedBy: " - ")
+            guard halves.count == 2 else { return nil }
+            let left = halves[0].split(separator: " ")
+            let right = halves[1].split(separator: " ")
+            guard left.count >= 5, right.count >= 3 else { return nil }
+            let fstype = right[0]
+            guard fstype == "cgroup" || fstype == "cgroup2" else { return nil }
+            let options = right[2].split(separator: ",").map(String.init)
+            return CgroupMount(root: String(left[3]), mountPoint: String(left[4]), v2: fstype == "cgroup2", controllers: options)
+        }
+    }
+}
+
+/// Small file helpers for cgroupfs.
+enum CgroupFile {
+    static func write(_ path: String, _ value: String) throws(SandboxError) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        if fd < 0 { throw .syscall(.current("open", path: path)) }
+        defer { close(fd) }
+        let n = value.withCString { Glibc.write(fd, $0, strlen($0)) }
+        if n < 0 { throw .syscall(.current("write", path: path)) }
+    }
+
+    static func read(_ path: String) -> String? {
+        try? String(contentsOfFile: path, encoding: .utf8)
+    }
+
+    static func int(_ path: String) -> Int64? {
+        read(path).flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// The value of `key` in a flat-keyed file such as memory.events.
+    static func keyed(_ path: String, _ key: String) -> Int64? {
+        guard let text = read(path) else { return nil }
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2 && parts[0] == key { return Int64(parts[1]) }
+        }
+        return nil
+    }
+
+    static func pids(_ path: String) -> [pid_t] {
+        (read(path) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+    }
+
+    static func createDirectory(_ path: String) throws(SandboxError) {
+        do { try FileSystem.createDirectory(path) } catch { throw .syscall(error) }
+    }
+
+    /// rmdir, retried for up to ~1 s while exiting tasks leave the cgroup.
+    static func removeDirectory(_ path: String) throws(SandboxError) {
+        for attempt in 0..<200 {
+            if rmdir(path) == 0 || errno == ENOENT { return }
+            guard errno == EBUSY else { throw .syscall(.current("rmdir", path: path)) }
+            usleep(attempt < 20 ? 500 : 5000)
+        }
+        throw .syscall(.current("rmdir", path: path))
+    }
+}

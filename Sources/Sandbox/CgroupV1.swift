@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An instance cgroup on v1 hierarchies: one directory per controller (memory, pids, cpu, freezer).
+struct CgroupV1: InstanceCgroup {
+    let dirs: [String: String]
+
+    var procsFiles: [String] { dirs.keys.sorted().map { "\(dirs[$0]!)/cgroup.procs" } }
+    var directories: [String] { dirs.keys.sorted().map { dirs[$0]! } }
+
+    static func create(bases: [String: String], id: String, limits: ResourceLimits) throws(SandboxError) -> CgroupV1 {
+        var dirs: [String: String] = [:]
+        for (controller, base) in bases {
+            try CgroupFile.createDirectory(base)
+            let dir = "\(base)/\(id)"
+            if mkdir(dir, 0o755) != 0 { throw .syscall(.current("mkdir", path: dir)) }
+            dirs[controller] = dir
+        }
+        let cgroup = CgroupV1(dirs: dirs)
+        do {
+            try cgroup.apply(limits)
+        } catch {
+            try? cgroup.remove()
+            throw error
+        }
+        return cgroup
+    }
+
+    private func apply(_ limits: ResourceLimits) throws(SandboxError) {
+        if let memory = dirs["memory"], let bytes = limits.memoryBytes {
+            try CgroupFile.write("\(memory)/memory.limit_in_bytes", "\(bytes)")
+            // Memory+swap equal to memory: no swap.
+            if CgroupFile.read("\(memory)/memory.memsw.limit_in_bytes") != nil {
+                try CgroupFile.write("\(memory)/memory.memsw.limit_in_bytes", "\(bytes)")
+            }
+            try? CgroupFile.write("\(memory)/memory.swappiness", "0")
+        }
+        if let pids = dirs["pids"], let max = limits.pids {
+            try CgroupFile.write("\(pids)/pids.max", "\(max)")
+        }
+        if let cpu = dirs["cpu"], let cpus = limits.cpus {
+            let period = 100_000
+            try CgroupFile.write("\(cpu)/cpu.cfs_period_us", "\(period)")
+            try CgroupFile.write("\(cpu)/cpu.cfs_quota_us", "\(Int(cpus * Double(period)))")
+        }
+    }
+
+    func memoryPeak() -> Int64? { dirs["memory"].flatMap { CgroupFile.int("\($0)/memory.max_usage_in_bytes") } }
+    func memoryCurrent() -> Int64? { dirs["memory"].flatMap { CgroupFile.int("\($0)/memory.usage_in_bytes") } }
+
+    func oomKilled() -> Bool {
+        guard let memory = dirs["memory"] else { return false }
+        if let kills = CgroupFile.keyed("\(memory)/memory.oom_control", "oom_kill") { return kills > 0 }
+        return (CgroupFile.int("\(memory)/memory.failcnt") ?? 0) > 0
+    }
+
+    func processes() -> [pid_t] {
+        var all = Set<pid_t>()
+        for dir in dirs.values { all.formUnion(CgroupFile.pids("\(dir)/cgroup.procs")) }
+        return all.sorted()
+    }
+
+    /// Freeze, SIGKILL every task, thaw: nothing can fork away in between.
+    func killAll() {
+        let freezer = dirs["freezer"]
+        if let freezer { try? CgroupFile.write("\(freezer)/freezer.state", "FROZEN") }
+        for _ in 0..<3 {
+            let pids = processes()
+            if pids.isEmpty { break }
+            for pid in pids { kill(pid, SIGKILL) }
+        }
+        if let freezer { try? CgroupFile.write("\(freezer)/freezer.state", "THAWED") }
+    }
+
+    func remove() throws(SandboxError) {
+        var firstError: SandboxError?
+        for dir in directories {
+            do { try CgroupFile.removeDirectory(dir) } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+    }
+}

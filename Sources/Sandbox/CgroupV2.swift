@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An instance cgroup on the unified hierarchy.
+struct CgroupV2: InstanceCgroup {
+    let dir: String
+
+    var procsFiles: [String] { ["\(dir)/cgroup.procs"] }
+    var directories: [String] { [dir] }
+
+    static let supervisorLeaf = "faasbox-supervisor"
+    static let instancesGroup = "faasbox-instances"
+    static let wanted = ["memory", "pids", "cpu"]
+
+    /// Chooses where instance cgroups go beneath our own cgroup and enables the controllers there. v2's
+    /// no-internal-process rule means our own processes first move into a leaf beside the instances.
+    static func prepareBase(_ ownPath: String, available: [String]) -> CgroupHost {
+        var own = ownPath
+        if own.hasSuffix("/\(supervisorLeaf)") { own = String(own.dropLast(supervisorLeaf.count + 1)) }
+        let controllers = wanted.filter(available.contains)
+        let enable = controllers.map { "+\($0)" }.joined(separator: " ")
+        let base = "\(own)/\(instancesGroup)"
+        do {
+            if own != "/sys/fs/cgroup" {
+                let procs = CgroupFile.pids("\(own)/cgroup.procs")
+                if !procs.isEmpty {
+                    let leaf = "\(own)/\(supervisorLeaf)"
+                    try CgroupFile.createDirectory(leaf)
+                    for pid in procs { try? CgroupFile.write("\(leaf)/cgroup.procs", "\(pid)") }
+                }
+            }
+            try CgroupFile.write("\(own)/cgroup.subtree_control", enable)
+            try CgroupFile.createDirectory(base)
+            try CgroupFile.write("\(base)/cgroup.subtree_control", enable)
+        } catch {
+            return .unavailable(reason: "cannot delegate \(enable) below \(own): \(error)")
+        }
+        return .v2(base: base, controllers: controllers)
+    }
+
+    static func create(base: String, controllers: [String], id: String, limits: ResourceLimits) throws(SandboxError) -> CgroupV2 {
+        let dir = "\(base)/\(id)"
+        if mkdir(dir, 0o755) != 0 { throw .syscall(.current("mkdir", path: dir)) }
+        let cgroup = CgroupV2(dir: dir)
+        do {
+            if let bytes = limits.memoryBytes {
+                try CgroupFile.write("\(dir)/memory.max", "\(bytes)")
+                if CgroupFile.read("\(dir)/memory.swap.max") != nil { try CgroupFile.write("\(dir)/memory.swap.max", "0") }
+            }
+            if controllers.contains("pids"), let max = limits.pids { try CgroupFile.write("\(dir)/pids.max", "\(max)") }
+            if controllers.contains("cpu"), let cpus = limits.cpus {
+                try CgroupFile.write("\(dir)/cpu.max", "\(Int(cpus * 100_000)) 100000")
+            }
+        } catch {
+            try? cgroup.remove()
+            throw error
+        }
+        return cgroup
+    }
+
+    func memoryPeak() -> Int64? { CgroupFile.int("\(dir)/memory.peak") }
+    func memoryCurrent() -> Int64? { CgroupFile.int("\(dir)/memory.current") }
+    func oomKilled() -> Bool { (CgroupFile.keyed("\(dir)/memory.events", "oom_kill") ?? 0) > 0 }
+    func processes() -> [pid_t] { CgroupFile.pids("\(dir)/cgroup.procs") }
+
+    func killAll() {
+        if (try? CgroupFile.write("\(dir)/cgroup.kill", "1")) != nil { return }
+        for pid in processes() { kill(pid, SIGKILL) }
+    }
+
+    func remove() throws(SandboxError) { try CgroupFile.removeDirectory(dir) }
+}

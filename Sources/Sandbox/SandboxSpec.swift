@@ -1,0 +1,63 @@
+/// Everything the sandbox needs to start one process: a value, with the contract's defaults.
+public struct SandboxSpec: Sendable {
+    /// The root filesystem to pivot into (a directory the caller owns, e.g. an overlay mount).
+    public var rootfs: String
+    /// argv; argv[0] is the program, searched in PATH of `env` when it has no slash.
+    public var arguments: [String]
+    public var environment: [String]
+    public var workingDirectory = "/"
+    public var user = User.default
+    public var hostname = "faasbox"
+    public var limits = ResourceLimits()
+    public var network = NetworkMode.isolated
+    /// Capability numbers kept (bounding, permitted, effective, inheritable, ambient); empty drops them all.
+    public var capabilities: [Int] = []
+    public var noNewPrivileges = true
+    /// pid 1 is a tiny init that forwards signals and reaps zombies, and the program runs as its child.
+    public var initProcess = true
+    /// A unique name for the instance (its cgroup's name).
+    public var instanceID: String
+
+    public init(rootfs: String, arguments: [String], environment: [String] = SandboxSpec.defaultEnvironment, instanceID: String) {
+        self.rootfs = rootfs
+        self.arguments = arguments
+        self.environment = environment
+        self.instanceID = instanceID
+    }
+
+    public static let defaultEnvironment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+    public struct User: Sendable, Equatable {
+        public var uid: UInt32
+        public var gid: UInt32
+        public var groups: [UInt32] = []
+        public init(uid: UInt32, gid: UInt32, groups: [UInt32] = []) {
+            self.uid = uid
+            self.gid = gid
+            self.groups = groups
+        }
+        /// A non-root user that no host account is expected to have.
+        public static let `default` = User(uid: 10001, gid: 10001)
+        public static let root = User(uid: 0, gid: 0)
+    }
+
+    public enum NetworkMode: Sendable, Equatable {
+        /// A network namespace of its own with only `lo`.
+        case isolated
+        /// The host's network namespace.
+        case host
+    }
+}
+
+/// Resource limits of one instance (SCF's quotas as defaults).
+public struct ResourceLimits: Sendable, Equatable {
+    public var memoryBytes: Int64? = 128 << 20
+    public var pids: Int? = 1024
+    /// CPU bandwidth in cores (cpu.max / cfs_quota); nil for no quota.
+    public var cpus: Double?
+    public var tmpBytes: Int64 = 512 << 20
+    public var openFiles: UInt64 = 1024
+    public var coreFileBytes: UInt64 = 0
+
+    public init() {}
+}

@@ -1,0 +1,148 @@
+import CSandbox
+import Logging
+import SystemSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts sandboxed processes. The child's setup between clone and exec is C code (csandbox/spawn.c) that
+/// runs the ordered steps prepared here; a failed step comes back over a pipe with its name and errno.
+public enum Sandbox {
+    /// Creates the cgroup, prepares the rootfs, clones the child into its namespaces and waits until it has
+    /// exec'd the program (or failed a setup step). Throws with the failing step; leaves nothing behind then.
+    public static func spawn(_ spec: SandboxSpec, cgroups: CgroupHost = .current) async throws(SandboxError) -> SandboxProcess {
+        try await runBlocking { () throws(SandboxError) -> SandboxProcess in try spawnBlocking(spec, cgroups: cgroups) }
+    }
+
+    static func spawnBlocking(_ spec: SandboxSpec, cgroups: CgroupHost) throws(SandboxError) -> SandboxProcess {
+        guard let program = spec.arguments.first, !program.isEmpty else { throw .invalidSpec("no program to run") }
+        try Mounts.prepare(spec)
+        let cgroup = try cgroups.createInstance(spec.instanceID, limits: spec.limits)
+        do {
+            return try clone(spec, program: program, cgroup: cgroup)
+        } catch {
+            cgroup.killAll()
+            try? cgroup.remove()
+            throw error
+        }
+    }
+
+    private static func clone(_ spec: SandboxSpec, program: String, cgroup: InstanceCgroup) throws(SandboxError) -> SandboxProcess {
+        let arena = CArena()
+        let steps = Mounts.steps(for: spec)
+        var procFDs: [CInt] = []
+        defer { for fd in procFDs { close(fd) } }
+        for file in cgroup.procsFiles {
+            let fd = open(file, O_WRONLY | O_CLOEXEC)
+            if fd < 0 { throw .syscall(.current("open", path: file)) }
+            procFDs.append(fd)
+        }
+        let report: (read: OwnedFileDescriptor, write: OwnedFileDescriptor)
+        let stdout: (read: OwnedFileDescriptor, write: OwnedFileDescriptor)
+        let stderr: (read: OwnedFileDescriptor, write: OwnedFileDescriptor)
+        do {
+            report = try OwnedFileDescriptor.pipe()
+            stdout = try OwnedFileDescriptor.pipe()
+            stderr = try OwnedFileDescriptor.pipe()
+        } catch { throw .syscall(error) }
+
+        var config = fb_spawn_config()
+        config.clone_flags = UInt(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
+            | (spec.network == .isolated ? UInt(CLONE_NEWNET) : 0)
+        config.new_cgroup_ns = 1
+        config.cgroup_proc_fds = UnsafePointer(arena.array(procFDs))
+        config.n_cgroup_proc_fds = CInt(procFDs.count)
+        config.hostname = UnsafePointer(arena.string(spec.hostname))
+        config.loopback_up = spec.network == .isolated ? 1 : 0
+        config.steps = UnsafePointer(arena.array(steps.map { step in
+            fb_step(op: CInt(step.op.rawValue), a: UnsafePointer(arena.string(step.source)), b: UnsafePointer(arena.string(step.target)),
+                    fstype: UnsafePointer(arena.string(step.fstype)), flags: step.flags,
+                    data: UnsafePointer(arena.string(step.data)), mode: step.mode)
+        }))
+        config.n_steps = CInt(steps.count)
+        let rlimits = [
+            fb_rlimit(resource: CInt(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
+            fb_rlimit(resource: CInt(RLIMIT_CORE.rawValue), soft: spec.limits.coreFileBytes, hard: spec.limits.coreFileBytes),
+        ]
+        config.rlimits = UnsafePointer(arena.array(rlimits))
+        config.n_rlimits = CInt(rlimits.count)
+        config.stdin_fd = -1
+        config.stdout_fd = stdout.write.rawValue
+        config.stderr_fd = stderr.write.rawValue
+        config.report_fd = report.write.rawValue
+        config.uid = spec.user.uid
+        config.gid = spec.user.gid
+        config.groups = UnsafePointer(arena.array(spec.user.groups))
+        config.n_groups = CInt(spec.user.groups.count)
+        config.set_ids = 1
+        config.cap_keep = spec.capabilities.reduce(UInt64(0)) { $0 | (1 << UInt64($1)) }
+        config.drop_caps = 1
+        config.no_new_privs = spec.noNewPrivileges ? 1 : 0
+        config.cwd = UnsafePointer(arena.string(spec.workingDirectory))
+        config.file = UnsafePointer(arena.string(program))
+        let path = spec.environment.first { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
+            ?? String(SandboxSpec.defaultEnvironment[0].dropFirst(5))
+        config.search_path = UnsafePointer(arena.string(path))
+        config.argv = UnsafePointer(arena.stringArray(spec.arguments))
+        config.envp = UnsafePointer(arena.stringArray(spec.environment))
+        config.init_reaper = spec.initProcess ? 1 : 0
+
+        var pidfd: CInt = -1
+        let pid = withExtendedLifetime(arena) { fb_spawn(&config, &pidfd) }
+        if pid < 0 { throw .syscall(.negated("clone3", pid)) }
+        report.write.close()
+        stdout.write.close()
+        stderr.write.close()
+        let process = SandboxProcess(pid: pid, pidfd: OwnedFileDescriptor(.init(rawValue: pidfd)), cgroup: cgroup,
+                                     network: spec.network, stdout: stdout.read, stderr: stderr.read)
+        if let failure = readReport(report.read) {
+            process.killNow()
+            _ = process.reapBlocking()
+            throw .setupFailed(step: stageName(failure.stage, steps: steps, program: program), errno: failure.err)
+        }
+        return process
+    }
+
+    /// The child's report: nil when the pipe closed empty (exec succeeded).
+    private static func readReport(_ fd: OwnedFileDescriptor) -> fb_report? {
+        var report = fb_report()
+        let n = withUnsafeMutableBytes(of: &report) { buffer -> Int in
+            while true {
+                let n = read(fd.rawValue, buffer.baseAddress, buffer.count)
+                if n < 0 && errno == EINTR { continue }
+                return n
+            }
+        }
+        return n == MemoryLayout<fb_report>.size ? report : nil
+    }
+
+    static func stageName(_ stage: Int32, steps: [MountStep], program: String) -> String {
+        if stage >= FB_STAGE_STEPS.rawValue {
+            let index = Int(stage - Int32(FB_STAGE_STEPS.rawValue))
+            return index < steps.count ? steps[index].name : "step \(index)"
+        }
+        switch fb_stage(rawValue: UInt32(stage)) {
+        case FB_STAGE_CGROUP: return "joining the cgroup"
+        case FB_STAGE_CGROUP_NS: return "unshare(CLONE_NEWCGROUP)"
+        case FB_STAGE_HOSTNAME: return "sethostname"
+        case FB_STAGE_MOUNT_PRIVATE: return "making mounts private"
+        case FB_STAGE_LOOPBACK: return "bringing up lo"
+        case FB_STAGE_RLIMIT: return "setrlimit"
+        case FB_STAGE_STDIO: return "setting up stdio"
+        case FB_STAGE_SECUREBITS: return "locking securebits"
+        case FB_STAGE_BOUNDING: return "dropping the capability bounding set"
+        case FB_STAGE_SETGROUPS: return "setgroups"
+        case FB_STAGE_SETGID: return "setresgid"
+        case FB_STAGE_SETUID: return "setresuid"
+        case FB_STAGE_CAPSET: return "capset"
+        case FB_STAGE_AMBIENT: return "setting ambient capabilities"
+        case FB_STAGE_NO_NEW_PRIVS: return "prctl(PR_SET_NO_NEW_PRIVS)"
+        case FB_STAGE_CHDIR: return "chdir to the working directory"
+        case FB_STAGE_SECCOMP: return "loading the seccomp filter"
+        case FB_STAGE_FORK: return "forking the program from pid 1"
+        case FB_STAGE_EXEC: return "execve \(program)"
+        default: return "stage \(stage)"
+        }
+    }
+}

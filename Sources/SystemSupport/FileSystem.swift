@@ -1,0 +1,95 @@
+import Foundation
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small file-system helpers shared by the modules; every failure names the call and the path.
+public enum FileSystem {
+    /// mkdir -p; existing directories are fine.
+    public static func createDirectory(_ path: String, mode: mode_t = 0o755) throws(SystemCallError) {
+        if mkdir(path, mode) == 0 || Glibc.errno == EEXIST { return }
+        if Glibc.errno == ENOENT {
+            let parent = (path as NSString).deletingLastPathComponent
+            if !parent.isEmpty && parent != path {
+                try createDirectory(parent, mode: mode)
+                if mkdir(path, mode) == 0 || Glibc.errno == EEXIST { return }
+            }
+        }
+        throw .current("mkdir", path: path)
+    }
+
+    /// rm -rf that never crosses into another mount (a mount point is an error, not something to empty).
+    public static func removeTree(_ path: String) throws(SystemCallError) {
+        var st = stat()
+        if lstat(path, &st) != 0 {
+            if Glibc.errno == ENOENT { return }
+            throw .current("lstat", path: path)
+        }
+        let rootDevice = st.st_dev
+        try removeEntry(path, st: st, device: rootDevice)
+    }
+
+    private static func removeEntry(_ path: String, st: stat, device: dev_t) throws(SystemCallError) {
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            if st.st_dev != device { throw SystemCallError("rmdir", path: path, errno: .resourceBusy) }
+            guard let dir = opendir(path) else {
+                if Glibc.errno == ENOENT { return }
+                throw .current("opendir", path: path)
+            }
+            var children: [String] = []
+            while let ent = readdir(dir) {
+                let name = withUnsafeBytes(of: ent.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                if name != "." && name != ".." { children.append(name) }
+            }
+            closedir(dir)
+            for name in children {
+                let child = path + "/" + name
+                var cst = stat()
+                if lstat(child, &cst) != 0 { continue }
+                try removeEntry(child, st: cst, device: device)
+            }
+            if rmdir(path) != 0 && Glibc.errno != ENOENT { throw .current("rmdir", path: path) }
+        } else if unlink(path) != 0 && Glibc.errno != ENOENT {
+            throw .current("unlink", path: path)
+        }
+    }
+
+    /// Writes `bytes` to a temp file beside `path` and renames it into place.
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(SystemCallError) {
+        let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw .current("open", path: tmp) }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                let e = SystemCallError.current("write", path: tmp)
+                unlink(tmp)
+                throw e
+            }
+            offset += n
+        }
+        if rename(tmp, path) != 0 {
+            let e = SystemCallError.current("rename", path: path)
+            unlink(tmp)
+            throw e
+        }
+    }
+
+    /// The contents of a small file.
+    public static func read(_ path: String, limit: Int = 1 << 24) throws(SystemCallError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .current("open", path: path) }
+        let owned = OwnedFileDescriptor(FileDescriptor(rawValue: fd))
+        do { return try owned.readToEnd(limit: limit) } catch { throw SystemCallError(error.call, path: path, errno: error.errno) }
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+}

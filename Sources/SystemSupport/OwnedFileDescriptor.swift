@@ -1,0 +1,70 @@
+import CSandbox
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A file descriptor with one owner: it is closed when the owner goes away, or by `close()`, once.
+public final class OwnedFileDescriptor: Sendable {
+    public let fd: FileDescriptor
+    private let closed = AtomicFlag()
+
+    public init(_ fd: FileDescriptor) { self.fd = fd }
+
+    public var rawValue: CInt { fd.rawValue }
+
+    /// Closes the descriptor now; later calls and the deinit do nothing.
+    public func close() {
+        if closed.setOnce() { try? fd.close() }
+    }
+
+    deinit { close() }
+
+    /// Opens `path` relative to `directory` with openat2(2) and the given RESOLVE_* flags.
+    public static func openat2(
+        _ directory: FileDescriptor, _ path: String, flags: CInt, mode: mode_t = 0, resolve: UInt64
+    ) throws(SystemCallError) -> OwnedFileDescriptor {
+        let fd = fb_openat2(directory.rawValue, path, flags | O_CLOEXEC, UInt32(mode), resolve)
+        if fd < 0 { throw .negated("openat2", path: path, fd) }
+        return OwnedFileDescriptor(FileDescriptor(rawValue: fd))
+    }
+
+    /// A pipe whose both ends close on exec.
+    public static func pipe() throws(SystemCallError) -> (read: OwnedFileDescriptor, write: OwnedFileDescriptor) {
+        var fds: [CInt] = [-1, -1]
+        let rc = fb_pipe_cloexec(&fds)
+        if rc != 0 { throw .negated("pipe2", rc) }
+        return (OwnedFileDescriptor(FileDescriptor(rawValue: fds[0])), OwnedFileDescriptor(FileDescriptor(rawValue: fds[1])))
+    }
+
+    /// Reads until EOF (retrying EINTR), at most `limit` bytes.
+    public func readToEnd(limit: Int = .max) throws(SystemCallError) -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while out.count < limit {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, min($0.count, limit - out.count)) }
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw .current("read")
+            }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
+    }
+}
+
+/// RESOLVE_* flags of openat2(2).
+public enum Resolve {
+    public static let noXDev: UInt64 = 0x01
+    public static let noMagicLinks: UInt64 = 0x02
+    public static let noSymlinks: UInt64 = 0x04
+    public static let beneath: UInt64 = 0x08
+    public static let inRoot: UInt64 = 0x10
+}
+
+/// O_PATH, which Glibc's Swift overlay does not export.
+public let O_PATH_FLAG: CInt = 0o10000000

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Faasbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "faasbox",
+        abstract: "Run serverless functions delivered as OCI container images, fast and isolated.",
+        subcommands: [Run.self, Pull.self, Doctor.self]
+    )
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Bootstrap
+import Dispatch
+import Executor
+import Foundation
+import ImageRuntime
+import Synchronization
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Cold-start a function image, send it one request, print the answer, its logs and the Init Report.")
+
+    @Argument(help: "An OCI image layout: an oci-archive tarball or a directory (PATH or PATH:tag).")
+    var image: String
+
+    @Option(help: "The request for a web function, as 'METHOD /path?query'.")
+    var http: String = "GET /"
+
+    @Option(help: "Memory limit in MB (64–3072).")
+    var memory: Int = SCFContract.defaultMemoryMB
+
+    @Option(help: "Seconds the function has to listen on port 9000.")
+    var initTimeout: Double = 30
+
+    @Option(name: .customLong("env"), help: "An environment variable K=V for the function (repeatable).")
+    var environment: [String] = []
+
+    @Option(help: "Run this program instead of the image's Entrypoint / scf_bootstrap.")
+    var command: String?
+
+    @Option(parsing: .upToNextOption, help: "Arguments for the command (replace the image's Cmd).")
+    var args: [String] = []
+
+    @Flag(help: "Share the host's network namespace instead of an isolated one.")
+    var hostNetwork = false
+
+    @OptionGroup var state: StateOptions
+
+    func validate() throws {
+        guard SCFContract.memoryRangeMB.contains(memory) else {
+            throw ValidationError("--memory must be within \(SCFContract.memoryRangeMB) MB")
+        }
+        guard initTimeout > 0 else { throw ValidationError("--init-timeout must be positive") }
+        for entry in environment where !entry.contains("=") { throw ValidationError("--env takes K=V, got '\(entry)'") }
+    }
+
+    func run() async throws {
+        let request: HTTPRequest
+        do { request = try HTTPRequest(parsing: http) } catch { fail(error.description) }
+        var config = FunctionConfig(name: (image as NSString).lastPathComponent.components(separatedBy: ".").first ?? "function")
+        config.memoryMB = memory
+        config.initTimeout = .milliseconds(Int64(initTimeout * 1000))
+        config.hostNetwork = hostNetwork
+        if let command { config.command = [command] }
+        if !args.isEmpty { config.arguments = args }
+        for entry in environment {
+            let eq = entry.firstIndex(of: "=")!
+            config.environment[String(entry[..<eq])] = String(entry[entry.index(after: eq)...])
+        }
+        let store: ImageStore
+        do { store = try ImageStore(root: state.stateDir) } catch { fail(error.description) }
+        let current = CurrentInstance()
+        let signals = SignalTrap { Task { await current.value.withLock { $0 }?.stop(); Foundation.exit(130) } }
+        defer { withExtendedLifetime(signals) {} }
+        let result: OneShotRun.Result
+        do {
+            result = try await OneShotRun(store: store, config: config).run(image: image, request: request) { instance in
+                current.value.withLock { $0 = instance }
+            }
+        } catch {
+            if let output = error.output, !output.isEmpty {
+                FileHandle.standardError.write(Data("function output:\n\(output)\n".utf8))
+            }
+            fail("[\(error.code.rawValue)] \(error.description)")
+        }
+        print("HTTP/1.1 \(result.response.status) \(result.response.reason)")
+        for (name, value) in result.response.headers { print("\(name): \(value)") }
+        print("")
+        print(result.response.bodyText, terminator: result.response.bodyText.hasSuffix("\n") ? "" : "\n")
+        print("")
+        for line in result.logLines { print(line) }
+        print(result.initReport)
+    }
+}
+
+/// Runs `handler` once on SIGINT or SIGTERM (instead of dying with the instance still up).
+final class SignalTrap: @unchecked Sendable {  // immutable after init
+    private let sources: [DispatchSourceSignal]
+
+    init(_ handler: @escaping @Sendable () -> Void) {
+        sources = [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            return source
+        }
+    }
+}
+
+/// The instance a signal handler must stop.
+final class CurrentInstance: Sendable {
+    let value = Mutex<FunctionInstance?>(nil)
+}
