@@ -19,7 +19,8 @@ enum BootstrapCommand {
         let entrypoint = image?.entrypoint ?? []
         let cmd = config.arguments ?? image?.cmd ?? []
         if !(entrypoint + cmd).isEmpty { return (entrypoint + cmd, workingDir) }
-        var candidates = [workingDir] + SCFContract.bootstrapDirectories
+        let explicitDir = (image?.workingDir).flatMap { $0.isEmpty ? nil : $0 }
+        var candidates = (explicitDir.map { [$0] } ?? []) + SCFContract.bootstrapDirectories
         var seen = Set<String>()
         candidates = candidates.filter { seen.insert($0).inserted }
         for dir in candidates {

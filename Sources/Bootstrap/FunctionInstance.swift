@@ -126,7 +126,9 @@ public final class FunctionInstance: Sendable {
                 _ = try process.connect(port: SCFContract.functionPort)
                 return
             } catch {
-                guard case .syscall(let e) = error, e.errno == .connectionRefused else { throw BootstrapError.sandbox(error) }
+                guard case .syscall(let e) = error else { throw BootstrapError.sandbox(error) }
+                if e.errno == .noSuchProcess { throw BootstrapError.exitedDuringInit(await process.wait(), output: "") }
+                if e.errno != .connectionRefused { throw BootstrapError.sandbox(error) }
             }
             if ContinuousClock.now >= deadline { throw BootstrapError.initTimeout(config.initTimeout, output: "") }
             try await Task.sleep(for: pause)

@@ -268,7 +268,12 @@ static void child_main(const struct fb_spawn_config *cfg) {
         unsigned int flags = cfg->seccomp_log ? SECCOMP_FILTER_FLAG_LOG : 0;
         CHECK(FB_STAGE_SECCOMP, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog));
     }
-    if (cfg->init_reaper) become_reaper(cfg);
+    if (cfg->init_reaper) {
+        // pid 1 is a copy of faasbox: its memory (environment, arguments) must not be readable by the
+        // function, which runs as the same uid. exec resets this for the program itself.
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        become_reaper(cfg);
+    }
     exec_program(cfg);
     report_and_exit(cfg->report_fd, FB_STAGE_EXEC, errno);
 }

@@ -1,0 +1,23 @@
+import Bootstrap
+import Executor
+import Foundation
+import ImageRuntime
+import Testing
+import TestSupport
+
+@Suite struct OneShotRunTests {
+    @Test func logsAreFramedByStartEndAndReportWithTheFunctionsOutputBetween() async throws {
+        let store = try ImageStore(root: TestPaths.temporaryDirectory("exec"))
+        let run = OneShotRun(store: store, config: FunctionConfig(name: "hello-web"))
+        let result = try await run.run(image: TestPaths.sampleImage("hello-web"), request: HTTPRequest(method: "GET", target: "/hello"))
+        let id = result.requestID
+        #expect(result.logLines.first == "START RequestId: \(id)")
+        #expect(result.logLines.contains("hello-web: starting on 0.0.0.0:9000 as uid 10001"))
+        #expect(result.logLines.dropLast().last == "END RequestId: \(id)")
+        let report = try #require(result.logLines.last)
+        #expect(report.hasPrefix("REPORT RequestId: \(id) Duration: "))
+        #expect(report.contains("Memory Size: 128 MB Max Memory Used: "))
+        #expect(!report.contains("Max Memory Used: - MB"))
+        #expect(result.initReport.hasPrefix("Init Report RequestId: \(id) Coldstart: "))
+    }
+}

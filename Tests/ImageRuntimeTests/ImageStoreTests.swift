@@ -1,0 +1,185 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import ImageRuntime
+
+@Suite struct ImageStoreTests {
+    let dir = TestPaths.temporaryDirectory("image")
+
+    func store() throws -> ImageStore { try ImageStore(root: "\(dir)/state") }
+
+    func build(_ builder: OCIArchiveBuilder, _ name: String = "image.tar") throws -> String {
+        let path = "\(dir)/\(name)"
+        try builder.write(to: path)
+        return path
+    }
+
+    /// Layer directories and temporaries currently in the store.
+    func layerDirectories() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers/sha256")) ?? [])
+            + ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers")) ?? []).filter { $0.hasPrefix(".tmp") }
+    }
+
+    @Test func pullsTheUmociBuiltSampleAndReusesItsLayer() async throws {
+        let image = TestPaths.sampleImage("hello-web")
+        #expect(FileManager.default.fileExists(atPath: image), "run scripts/build-images first")
+        let store = try store()
+        let first = try await store.pull(image)
+        #expect(first.layers.count == 1)
+        #expect(first.stats.layersUnpacked == 1)
+        #expect(first.stats.entriesUnpacked > 200)
+        #expect(first.config.config?.env?.contains("PATH=/usr/local/bin:/usr/bin:/bin") == true)
+        let bootstrap = "\(first.layers[0].path)/scf_bootstrap"
+        #expect(FileManager.default.isExecutableFile(atPath: bootstrap))
+        let second = try await store.pull(image)
+        #expect(second.stats.layersReused == 1 && second.stats.layersUnpacked == 0)
+        #expect(second.manifestDigest == first.manifestDigest)
+    }
+
+    @Test func unpacksModesOwnersSymlinksAndHardlinksExactly() async throws {
+        var setuid = TestEntry.file("bin/tool", "x", mode: 0o4755)
+        setuid.uid = 123
+        setuid.gid = 456
+        let path = try build(OCIArchiveBuilder(layers: [.init([
+            .dir("bin"), setuid, .symlink("bin/link", to: "/etc/shadow"), .hardlink("bin/hard", to: "bin/tool"),
+            .file("deep/nested/dir/file", "content"),
+        ])]))
+        let image = try await store().pull(path)
+        let root = image.layers[0].path
+        var st = stat()
+        #expect(stat("\(root)/bin/tool", &st) == 0)
+        #expect(st.st_mode & 0o7777 == 0o4755)
+        #expect(st.st_uid == 123 && st.st_gid == 456)
+        #expect(st.st_nlink == 2)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "\(root)/bin/link") == "/etc/shadow")
+        #expect(try String(contentsOfFile: "\(root)/deep/nested/dir/file", encoding: .utf8) == "content")
+    }
+
+    @Test func missingImageIsNotFound() async throws {
+        await #expect {
+            _ = try await store().pull("\(dir)/nope.tar")
+        } throws: { error in
+            guard case ImageError.notFound(let path) = error else { return false }
+            return path.hasSuffix("nope.tar")
+        }
+    }
+
+    @Test func aFileThatIsNotATarIsNotAnImageLayout() async throws {
+        let path = "\(dir)/random.tar"
+        try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: URL(fileURLWithPath: path))
+        await #expect {
+            _ = try await store().pull(path)
+        } throws: { error in
+            if case ImageError.notAnImageLayout = error { return true } else { return false }
+        }
+    }
+
+    @Test func aTarWithoutIndexIsNotAnImageLayout() async throws {
+        let path = "\(dir)/plain.tar"
+        try Data(OCIArchiveBuilder.tar([.file("hello.txt", "hi")])).write(to: URL(fileURLWithPath: path))
+        await #expect {
+            _ = try await store().pull(path)
+        } throws: { error in
+            guard case ImageError.notAnImageLayout(_, let reason) = error else { return false }
+            return reason.contains("index.json")
+        }
+    }
+
+    @Test func aTamperedLayerBlobIsRefusedAndNothingIsKept() async throws {
+        var builder = OCIArchiveBuilder(layers: [.init([.file("a", "1")])])
+        builder.corruptLayerBlob = 0
+        let path = try build(builder)
+        await #expect {
+            _ = try await store().pull(path)
+        } throws: { error in
+            if case ImageError.digestMismatch(let blob, _, _) = error { return blob.contains("blobs/sha256/") }
+            return false
+        }
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test func aWrongDiffIDIsRefusedAndNoHalfLayerRemains() async throws {
+        var builder = OCIArchiveBuilder(layers: [.init([.file("a", "1"), .file("b", "2")])])
+        builder.corruptDiffID = 0
+        let path = try build(builder)
+        await #expect {
+            _ = try await store().pull(path)
+        } throws: { error in
+            if case ImageError.diffIDMismatch = error { return true } else { return false }
+        }
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test(arguments: ["../escape", "a/../../escape", "/etc/evil"])
+    func entriesOutsideTheRootAreRefused(_ entryPath: String) async throws {
+        let path = try build(OCIArchiveBuilder(layers: [.init([.file("ok", "1"), .file(entryPath, "pwned")])]))
+        await #expect {
+            _ = try await store().pull(path)
+        } throws: { error in
+            if case ImageError.entryEscapesRoot(let entry) = error { return entry == entryPath }
+            return false
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/state/escape"))
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/escape"))
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test func aPathThroughASymlinkedParentIsRefused() async throws {
+        let outside = "\(dir)/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        let path = try build(OCIArchiveBuilder(layers: [.init([.symlink("a", to: outside), .file("a/passwd", "pwned")])]))
+        await #expect {
+            _ = try await store().pull(path)
+        } throws: { error in
+            if case ImageError.unsafeEntry(let entry, _) = error { return entry == "a/passwd" }
+            return false
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(outside)/passwd"))
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test func aHardlinkOutOfTheTreeIsRefused() async throws {
+        let path = try build(OCIArchiveBuilder(layers: [.init([.hardlink("shadow", to: "../../../../etc/shadow")])]))
+        await #expect {
+            _ = try await store().pull(path)
+        } throws: { error in
+            if case ImageError.entryEscapesRoot(let entry) = error { return entry.hasPrefix("shadow") }
+            return false
+        }
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test func aTruncatedGzipLayerIsAnErrorNotAPartialLayer() async throws {
+        let big = (0..<200).map { TestEntry.file("f\($0)", String(repeating: "x\($0)", count: 500)) }
+        var builder = OCIArchiveBuilder(layers: [.init(big)])
+        builder.truncateLayerBlob = 0
+        let path = try build(builder)
+        await #expect(throws: ImageError.self) { _ = try await store().pull(path) }
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test func theEntryLimitStopsAnImage() async throws {
+        var limits = UnpackLimits()
+        limits.maxEntries = 10
+        let path = try build(OCIArchiveBuilder(layers: [.init((0..<50).map { .file("f\($0)", "x") })]))
+        let store = try ImageStore(root: "\(dir)/state", limits: limits)
+        await #expect {
+            _ = try await store.pull(path)
+        } throws: { error in
+            if case ImageError.limitExceeded(let what) = error { return what.contains("entries") }
+            return false
+        }
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test func aTagSelectsTheImageAndAnUnknownTagListsTheTags() async throws {
+        let path = try build(OCIArchiveBuilder(layers: [.init([.file("a", "1")])]))
+        _ = try await store().pull("\(path):latest")
+        await #expect {
+            _ = try await store().pull("\(path):v9")
+        } throws: { error in
+            guard case ImageError.tagNotFound(let tag, let available) = error else { return false }
+            return tag == "v9" && available == ["latest"]
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import ImageRuntime
+
+/// Layers are stored in overlayfs form; composing them must give the OCI semantics of applying them in order.
+@Suite struct OverlayTests {
+    let dir = TestPaths.temporaryDirectory("overlay")
+
+    @Test func whiteoutsOpaqueDirectoriesAndReplacementsComposeAsTheSpecSays() async throws {
+        var builder = OCIArchiveBuilder(layers: [
+            .init([.dir("etc"), .file("etc/keep", "lower"), .file("etc/gone", "lower"),
+                   .dir("opaque"), .file("opaque/old", "lower"), .file("replaced", "lower-file")]),
+            .init([.file("etc/.wh.gone", ""), .file("opaque/.wh..wh..opq", ""), .file("opaque/new", "upper"),
+                   .symlink("replaced", to: "etc/keep")]),
+        ])
+        builder.env = []
+        try builder.write(to: "\(dir)/img.tar")
+        let store = try ImageStore(root: "\(dir)/state")
+        let image = try await store.pull("\(dir)/img.tar")
+        #expect(image.layers.count == 2)
+        let rootfs = try store.composeRootfs(image, instanceID: "overlay-test")
+        defer { rootfs.remove() }
+        let fm = FileManager.default
+        #expect(try String(contentsOfFile: "\(rootfs.path)/etc/keep", encoding: .utf8) == "lower")
+        #expect(!fm.fileExists(atPath: "\(rootfs.path)/etc/gone"))
+        #expect(try fm.contentsOfDirectory(atPath: "\(rootfs.path)/opaque") == ["new"])
+        #expect(try fm.destinationOfSymbolicLink(atPath: "\(rootfs.path)/replaced") == "etc/keep")
+        // The lower layer itself is untouched.
+        #expect(fm.fileExists(atPath: "\(image.layers[0].path)/etc/gone"))
+    }
+
+    @Test func removingTheRootfsUnmountsAndDeletesIt() async throws {
+        try OCIArchiveBuilder(layers: [.init([.file("a", "1")])]).write(to: "\(dir)/img.tar")
+        let store = try ImageStore(root: "\(dir)/state")
+        let image = try await store.pull("\(dir)/img.tar")
+        let rootfs = try store.composeRootfs(image, instanceID: "rm-test")
+        #expect(TestPaths.mounts(containing: rootfs.directory).count == 1)
+        try Data("w".utf8).write(to: URL(fileURLWithPath: "\(rootfs.path)/written"))
+        #expect(rootfs.remove() == nil)
+        #expect(TestPaths.mounts(containing: rootfs.directory).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: rootfs.directory))
+        #expect(!FileManager.default.fileExists(atPath: "\(image.layers[0].path)/written"))
+        #expect(rootfs.remove() == nil)  // idempotent
+    }
+}

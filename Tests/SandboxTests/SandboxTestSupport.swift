@@ -1,0 +1,33 @@
+import Foundation
+import Sandbox
+import TestSupport
+
+/// A minimal rootfs on disk (busybox-static), and a way to run a shell script in a sandbox over it.
+struct BusyboxRootfs {
+    let path: String
+
+    init() throws {
+        path = TestPaths.temporaryDirectory("sandbox-rootfs")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: "\(path)/bin", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: "/bin/busybox", toPath: "\(path)/bin/busybox")
+        for applet in ["sh", "cat", "ls", "id", "hostname", "sleep", "touch", "echo", "nc", "dd", "mount", "rm"] {
+            try fm.createSymbolicLink(atPath: "\(path)/bin/\(applet)", withDestinationPath: "busybox")
+        }
+    }
+
+    func spec(_ script: String, id: String = "t-" + UUID().uuidString.prefix(8).lowercased()) -> SandboxSpec {
+        var spec = SandboxSpec(rootfs: path, arguments: ["/bin/sh", "-c", script], environment: ["PATH=/bin"], instanceID: id)
+        spec.limits.memoryBytes = 64 << 20
+        return spec
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+extension SandboxProcess {
+    /// Everything the program wrote to stdout, read until EOF (the instance has exited).
+    func readStdout() throws -> String {
+        String(decoding: try stdout.readToEnd(), as: UTF8.self)
+    }
+}
