@@ -7,7 +7,7 @@ import Glibc
 
 /// The cgroup of one instance, on whichever hierarchy the host gives us.
 public protocol InstanceCgroup: Sendable {
-    /// The cgroup.procs files the child joins (one per v1 controller, one on v2).
+    /// The files the child joins by writing "0" (one per v1 controller, one on v2).
     var procsFiles: [String] { get }
     /// The directories of the cgroup (for tests and teardown checks).
     var directories: [String] { get }

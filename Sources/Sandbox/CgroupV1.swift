@@ -6,7 +6,10 @@ import Glibc
 struct CgroupV1: InstanceCgroup {
     let dirs: [String: String]
 
-    var procsFiles: [String] { dirs.keys.sorted().map { "\(dirs[$0]!)/cgroup.procs" } }
+    /// The child joins through `tasks`, not `cgroup.procs`: moving the calling thread alone ("0") skips the
+    /// kernel's global threadgroup lock, whose write side waits for an RCU grace period (~20 ms here). The
+    /// child is single-threaded at that point, so the thread is the whole process.
+    var procsFiles: [String] { dirs.keys.sorted().map { "\(dirs[$0]!)/tasks" } }
     var directories: [String] { dirs.keys.sorted().map { dirs[$0]! } }
 
     static func create(bases: [String: String], id: String, limits: ResourceLimits) throws(SandboxError) -> CgroupV1 {
