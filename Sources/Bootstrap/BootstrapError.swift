@@ -11,14 +11,20 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     /// The bootstrap exited before it became ready.
     case exitedDuringInit(ExitStatus, output: String)
     case invocationFailed(String)
+    /// The invocation ran past the function's timeout; the instance was killed.
+    case timedOut(Duration)
     case invalidRequest(String)
+    /// The caller gave up (Ctrl-C, shutdown); the instance was torn down.
+    case cancelled
 
     public var code: SCFContract.ErrorCode {
         switch self {
         case .image, .sandbox: return .internalError
         case .noBootstrap, .exitedDuringInit, .initTimeout: return .containerStateExited
         case .invocationFailed: return .userProcessExited
+        case .timedOut: return .timeLimitReached
         case .invalidRequest: return .invalidParameter
+        case .cancelled: return .internalError
         }
     }
 
@@ -34,7 +40,10 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
             return "the function's bootstrap \(status) before it listened on port \(SCFContract.functionPort) "
                 + "(note: the root filesystem is read-only; only /tmp is writable)"
         case .invocationFailed(let message): return "invocation failed: \(message)"
+        case .timedOut(let limit):
+            return "the invocation timed out after \(Int(limit.milliseconds)) ms; the instance was killed"
         case .invalidRequest(let message): return "invalid request: \(message)"
+        case .cancelled: return "interrupted; the instance was torn down"
         }
     }
 

@@ -55,6 +55,10 @@ public final class FunctionInstance: Sendable {
 
         let process: SandboxProcess
         let output = OutputCollector()
+        if Task.isCancelled {
+            rootfs.remove()
+            throw .cancelled
+        }
         do {
             let spec = try sandboxSpec(id: id, config: config, image: image, rootfs: rootfs, reference: reference)
             let spawnStart = clock.now
@@ -83,6 +87,7 @@ public final class FunctionInstance: Sendable {
                 case .exitedDuringInit(let s, _): throw .exitedDuringInit(s, output: output.text)
                 default: throw e
                 }
+            case is CancellationError: throw .cancelled
             default: throw .invocationFailed("\(error)")
             }
         }
@@ -152,6 +157,33 @@ public final class FunctionInstance: Sendable {
             throw error
         } catch {
             if let status = process.exitStatus { throw .invocationFailed("the function \(status)") }
+            throw .invocationFailed("\(error)")
+        }
+    }
+
+    /// `invoke` bounded by the function's timeout: past it the instance is killed (so the call returns) and
+    /// `.timedOut` is thrown; the instance is then stopped and must not be reused.
+    public func invoke(_ request: HTTPRequest, requestID: String, timeout: Duration) async throws(BootstrapError) -> HTTPResponse {
+        do {
+            return try await withThrowingTaskGroup(of: HTTPResponse?.self) { group in
+                group.addTask { try await self.invoke(request, requestID: requestID) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let response = first else {
+                    await self.stop()
+                    throw BootstrapError.timedOut(timeout)
+                }
+                return response
+            }
+        } catch let error as BootstrapError {
+            throw error
+        } catch is CancellationError {
+            await stop()
+            throw .cancelled
+        } catch {
             throw .invocationFailed("\(error)")
         }
     }

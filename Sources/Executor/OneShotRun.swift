@@ -24,19 +24,18 @@ public struct OneShotRun: Sendable {
         self.stopGrace = stopGrace
     }
 
-    /// Runs `request` against a fresh instance of `image`. `started` sees the instance once it is ready (so a
-    /// signal handler can stop it). The instance is always stopped before this returns or throws.
-    public func run(image: String, request: HTTPRequest, started: @Sendable (FunctionInstance) -> Void = { _ in })
+    /// Runs `request` against a fresh instance of `image`. Cancelling the task tears the instance down; it
+    /// is always stopped before this returns or throws.
+    public func run(image: String, request: HTTPRequest)
         async throws(BootstrapError) -> Result
     {
         let requestID = UUID().uuidString.lowercased()
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
-        started(instance)
         let clock = ContinuousClock()
         let begin = clock.now
         let response: HTTPResponse
         do {
-            response = try await instance.invoke(request, requestID: requestID)
+            response = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
         } catch {
             await instance.stop(grace: stopGrace)
             throw error
@@ -45,11 +44,16 @@ public struct OneShotRun: Sendable {
         let peak = instance.maxMemoryUsed
         await instance.stop(grace: stopGrace)
         await instance.output.waitForEOF()
+        return Result(requestID: requestID, response: response, timings: instance.timings,
+                      logLines: Self.logLines(requestID, instance: instance, duration: duration, peak: peak, memoryMB: config.memoryMB),
+                      initReport: LogFormat.initReport(requestID, instance.timings))
+    }
+
+    static func logLines(_ requestID: String, instance: FunctionInstance, duration: Duration, peak: Int64?, memoryMB: Int) -> [String] {
         var lines = [LogFormat.start(requestID)]
         lines += instance.output.snapshot.map(\.text)
         lines.append(LogFormat.end(requestID))
-        lines.append(LogFormat.report(requestID, duration: duration, memorySizeMB: config.memoryMB, maxMemoryUsedBytes: peak))
-        let initReport = LogFormat.initReport(requestID, instance.timings)
-        return Result(requestID: requestID, response: response, timings: instance.timings, logLines: lines, initReport: initReport)
+        lines.append(LogFormat.report(requestID, duration: duration, memorySizeMB: memoryMB, maxMemoryUsedBytes: peak))
+        return lines
     }
 }

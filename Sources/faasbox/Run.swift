@@ -19,6 +19,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Memory limit in MB (64–3072).")
     var memory: Int = SCFContract.defaultMemoryMB
 
+    @Option(help: "Seconds one invocation may take before the instance is killed.")
+    var timeout: Double = Double(SCFContract.defaultTimeout.components.seconds)
+
     @Option(help: "Seconds the function has to listen on port 9000.")
     var initTimeout: Double = 30
 
@@ -28,7 +31,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Run this program instead of the image's Entrypoint / scf_bootstrap.")
     var command: String?
 
-    @Option(parsing: .upToNextOption, help: "Arguments for the command (replace the image's Cmd).")
+    @Option(name: .customLong("arg"), parsing: .unconditionalSingleValue, help: "An argument for the command (repeatable; replaces the image's Cmd).")
     var args: [String] = []
 
     @Flag(help: "Share the host's network namespace instead of an isolated one.")
@@ -41,6 +44,7 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("--memory must be within \(SCFContract.memoryRangeMB) MB")
         }
         guard initTimeout > 0 else { throw ValidationError("--init-timeout must be positive") }
+        guard (1...900).contains(timeout) else { throw ValidationError("--timeout must be within 1–900 s") }
         for entry in environment where !entry.contains("=") { throw ValidationError("--env takes K=V, got '\(entry)'") }
     }
 
@@ -50,6 +54,7 @@ struct Run: AsyncParsableCommand {
         var config = FunctionConfig(name: (image as NSString).lastPathComponent.components(separatedBy: ".").first ?? "function")
         config.memoryMB = memory
         config.initTimeout = .milliseconds(Int64(initTimeout * 1000))
+        config.timeout = .milliseconds(Int64(timeout * 1000))
         config.hostNetwork = hostNetwork
         if let command { config.command = [command] }
         if !args.isEmpty { config.arguments = args }
@@ -59,19 +64,24 @@ struct Run: AsyncParsableCommand {
         }
         let store: ImageStore
         do { store = try ImageStore(root: state.stateDir) } catch { fail(error.description) }
-        let current = CurrentInstance()
-        let signals = SignalTrap { Task { await current.value.withLock { $0 }?.stop(); Foundation.exit(130) } }
+        // Ctrl-C or SIGTERM cancels the run; every path out of it stops the instance first.
+        let imageReference = image
+        let work = Task { () throws(BootstrapError) -> OneShotRun.Result in
+            try await OneShotRun(store: store, config: config).run(image: imageReference, request: request)
+        }
+        let signals = SignalTrap { work.cancel() }
         defer { withExtendedLifetime(signals) {} }
         let result: OneShotRun.Result
         do {
-            result = try await OneShotRun(store: store, config: config).run(image: image, request: request) { instance in
-                current.value.withLock { $0 = instance }
-            }
-        } catch {
+            result = try await work.value
+        } catch let error as BootstrapError {
+            if case .cancelled = error { fail(error.description, code: 130) }
             if let output = error.output, !output.isEmpty {
                 FileHandle.standardError.write(Data("function output:\n\(output)\n".utf8))
             }
             fail("[\(error.code.rawValue)] \(error.description)")
+        } catch {
+            fail("\(error)")
         }
         print("HTTP/1.1 \(result.response.status) \(result.response.reason)")
         for (name, value) in result.response.headers { print("\(name): \(value)") }
@@ -96,9 +106,4 @@ final class SignalTrap: @unchecked Sendable {  // immutable after init
             return source
         }
     }
-}
-
-/// The instance a signal handler must stop.
-final class CurrentInstance: Sendable {
-    let value = Mutex<FunctionInstance?>(nil)
 }

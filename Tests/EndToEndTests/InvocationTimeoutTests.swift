@@ -1,0 +1,28 @@
+import Bootstrap
+import Foundation
+import ImageRuntime
+import Testing
+import TestSupport
+
+@Suite struct InvocationTimeoutTests {
+    @Test func aHungInvocationIsKilledAtItsTimeoutWithTheContractsCode() async throws {
+        let state = TestPaths.temporaryDirectory("timeout")
+        var config = FunctionConfig(name: "hang")
+        // Accepts on :9000 but never answers.
+        config.command = ["/bin/sh", "-c", "exec nc -ll -p 9000 -e /bin/sleep 30"]
+        let store = try ImageStore(root: state)
+        let instance = try await FunctionInstance.coldStart(image: TestPaths.sampleImage("hello-web"), store: store, config: config)
+        let pids = instance.process.cgroup.processes()
+        let clock = ContinuousClock()
+        let begin = clock.now
+        await #expect {
+            _ = try await instance.invoke(HTTPRequest(method: "GET", target: "/"), requestID: "r", timeout: .milliseconds(300))
+        } throws: { error in
+            guard let e = error as? BootstrapError, case .timedOut = e else { return false }
+            return e.code == .timeLimitReached
+        }
+        #expect(clock.now - begin < .seconds(3))
+        for pid in pids { #expect(kill(pid, 0) != 0) }
+        #expect(!FileManager.default.fileExists(atPath: instance.rootfs.directory))
+    }
+}
