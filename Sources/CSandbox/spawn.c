@@ -23,7 +23,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <grp.h>
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -253,9 +252,11 @@ static void child_main(const struct fb_spawn_config *cfg) {
         CHECK(FB_STAGE_BOUNDING, drop_bounding(cfg->cap_keep));
     }
     if (cfg->set_ids) {
-        CHECK(FB_STAGE_SETGROUPS, setgroups((size_t)cfg->n_groups, (const gid_t *)cfg->groups));
-        CHECK(FB_STAGE_SETGID, setresgid(cfg->gid, cfg->gid, cfg->gid));
-        CHECK(FB_STAGE_SETUID, setresuid(cfg->uid, cfg->uid, cfg->uid));
+        // Raw syscalls: glibc's set*id wrappers signal every thread the parent had and wait for them (or
+        // for a lock one of them held at clone time), which in this single-threaded copy can hang forever.
+        CHECK(FB_STAGE_SETGROUPS, syscall(SYS_setgroups, (size_t)cfg->n_groups, cfg->groups));
+        CHECK(FB_STAGE_SETGID, syscall(SYS_setresgid, cfg->gid, cfg->gid, cfg->gid));
+        CHECK(FB_STAGE_SETUID, syscall(SYS_setresuid, cfg->uid, cfg->uid, cfg->uid));
     }
     if (cfg->drop_caps) {
         CHECK(FB_STAGE_CAPSET, set_caps(cfg->cap_keep));
