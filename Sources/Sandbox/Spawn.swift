@@ -96,16 +96,32 @@ public enum Sandbox {
         stderr.write.close()
         let process = SandboxProcess(pid: pid, pidfd: OwnedFileDescriptor(.init(rawValue: pidfd)), cgroup: cgroup,
                                      network: spec.network, stdout: stdout.read, stderr: stderr.read)
-        if let failure = readReport(report.read) {
+        switch readReport(report.read, timeout: 10_000) {
+        case .execed:
+            return process
+        case .failed(let failure):
             process.killNow()
             _ = process.reapBlocking()
             throw .setupFailed(step: stageName(failure.stage, steps: steps, program: program), errno: failure.err)
+        case .timedOut:
+            process.killNow()
+            _ = process.reapBlocking()
+            throw .setupFailed(step: "sandbox setup (no exec within 10 s)", errno: ETIMEDOUT)
         }
-        return process
     }
 
-    /// The child's report: nil when the pipe closed empty (exec succeeded).
-    private static func readReport(_ fd: OwnedFileDescriptor) -> fb_report? {
+    private enum ChildReport {
+        /// The pipe closed empty: the program was exec'd.
+        case execed
+        case failed(fb_report)
+        case timedOut
+    }
+
+    private static func readReport(_ fd: OwnedFileDescriptor, timeout milliseconds: Int32) -> ChildReport {
+        var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+        var ready: Int32
+        repeat { ready = poll(&pfd, 1, milliseconds) } while ready < 0 && errno == EINTR
+        if ready == 0 { return .timedOut }
         var report = fb_report()
         let n = withUnsafeMutableBytes(of: &report) { buffer -> Int in
             while true {
@@ -114,7 +130,7 @@ public enum Sandbox {
                 return n
             }
         }
-        return n == MemoryLayout<fb_report>.size ? report : nil
+        return n == MemoryLayout<fb_report>.size ? .failed(report) : .execed
     }
 
     static func stageName(_ stage: Int32, steps: [MountStep], program: String) -> String {
