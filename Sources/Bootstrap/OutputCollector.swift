@@ -30,7 +30,7 @@ public final class OutputCollector: Sendable {
                 .channelInitializer { channel in
                     channel.pipeline.addHandler(LineHandler(collector: self, stream: stream))
                 }
-                .takingOwnershipOfDescriptor(input: dup)
+                .takingOwnershipOfDescriptor(input: dup).get()
         }
     }
 

@@ -45,7 +45,8 @@ public final class ImageStore: Sendable {
         self.limits = limits
         self.logger = logger
         do {
-            for dir in ["\(root)/blobs/sha256", "\(root)/layers/sha256", "\(root)/layers/sha512", "\(root)/instances"] {
+            for dir in ["\(root)/blobs/sha256", "\(root)/layers/sha256", "\(root)/layers/sha512", "\(root)/instances",
+                        "\(root)/images/sources"] {
                 try FileSystem.createDirectory(dir)
             }
         } catch { throw .system(error) }
@@ -59,6 +60,14 @@ public final class ImageStore: Sendable {
 
     func pullBlocking(_ reference: String) throws(ImageError) -> PulledImage {
         let (path, tag) = Self.split(reference)
+        let key = Self.sourceKey(path: path, tag: tag)
+        if let key, let stored = storedImage(path: path, key: key) { return stored }
+        let image = try pullFresh(path: path, tag: tag)
+        try remember(image, tag: tag, key: key)
+        return image
+    }
+
+    private func pullFresh(path: String, tag: String?) throws(ImageError) -> PulledImage {
         let layout = try ImageLayout.open(path: path, store: blobs, limits: limits)
         let manifestDescriptor = try ManifestSelector(layout: layout, limits: limits).select(tag: tag)
         let manifest: Manifest = try decode(layout.readBlob(manifestDescriptor, limits: limits), "manifest \(manifestDescriptor.digest)")

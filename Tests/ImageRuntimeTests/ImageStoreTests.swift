@@ -183,3 +183,39 @@ import TestSupport
         }
     }
 }
+
+@Suite struct ImageRecordTests {
+    let dir = TestPaths.temporaryDirectory("records")
+
+    @Test func anUnchangedArchiveIsServedFromItsRecordAndARewrittenOneIsReadAgain() async throws {
+        let path = "\(dir)/img.tar"
+        try OCIArchiveBuilder(layers: [.init([.file("a", "1")])]).write(to: path)
+        let store = try ImageStore(root: "\(dir)/state")
+        let first = try await store.pull(path)
+        let again = try await store.pull(path)
+        #expect(again.manifestDigest == first.manifestDigest && again.layers == first.layers)
+        #expect(again.stats.layersReused == 1)
+        // A new archive at the same path (different content) must not be answered from the old record.
+        try OCIArchiveBuilder(layers: [.init([.file("a", "2")])]).write(to: path)
+        let rewritten = try await store.pull(path)
+        #expect(rewritten.manifestDigest != first.manifestDigest)
+        #expect(rewritten.stats.layersUnpacked == 1)
+        #expect(try String(contentsOfFile: "\(rewritten.layers[0].path)/a", encoding: .utf8) == "2")
+    }
+
+    @Test func rmiThenGCFreesOnlyUnreferencedLayers() async throws {
+        try OCIArchiveBuilder(layers: [.init([.file("shared", "s")]), .init([.file("only-a", "a")])]).write(to: "\(dir)/a.tar")
+        try OCIArchiveBuilder(layers: [.init([.file("shared", "s")])]).write(to: "\(dir)/b.tar")
+        let store = try ImageStore(root: "\(dir)/state")
+        let a = try await store.pull("\(dir)/a.tar")
+        let b = try await store.pull("\(dir)/b.tar")
+        #expect(b.stats.layersReused == 1, "the shared layer is unpacked once")
+        #expect(store.images().count == 2)
+        #expect(try store.removeImage(a.manifestDigest) == [a.manifestDigest])
+        let removed = store.collectGarbage()
+        #expect(removed.layers == 1)
+        #expect(!FileManager.default.fileExists(atPath: a.layers[1].path))
+        #expect(FileManager.default.fileExists(atPath: b.layers[0].path))
+        await #expect(throws: ImageError.self) { _ = try store.removeImage("sha256:ffff") }
+    }
+}

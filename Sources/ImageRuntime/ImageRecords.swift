@@ -1,0 +1,142 @@
+import Crypto
+import Foundation
+import SystemSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the store remembers of a pulled image: enough to skip re-reading an unchanged archive (a stored
+/// image's PullCode is a few stats and one small file), and to know which layers are in use for `gc`.
+public struct ImageRecord: Codable, Sendable {
+    public var source: String
+    public var tag: String?
+    public var manifestDigest: String
+    public var config: ImageConfig
+    public var diffIDs: [String]
+    public var pulledAt: Date
+    /// The identity of the source when it was pulled (device, inode, size, mtime, tag).
+    var sourceKey: String
+}
+
+extension ImageStore {
+    var recordsDirectory: String { "\(root)/images" }
+    var sourcesDirectory: String { "\(root)/images/sources" }
+
+    /// An identity for an archive file (or a layout directory's index.json) that changes when it is rewritten.
+    static func sourceKey(path: String, tag: String?) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            guard stat("\(path)/index.json", &st) == 0 else { return nil }
+        }
+        return "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec):\(tag ?? "")"
+    }
+
+    private func sourceFile(_ key: String) -> String {
+        "\(sourcesDirectory)/" + SHA256.hash(data: Data(key.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private func recordFile(_ manifestDigest: String) -> String {
+        "\(recordsDirectory)/\(manifestDigest.replacingOccurrences(of: ":", with: "-")).json"
+    }
+
+    /// The stored image for an unchanged source whose layers are all still in the store, or nil.
+    func storedImage(path: String, key: String) -> PulledImage? {
+        guard let digestBytes = try? FileSystem.read(sourceFile(key), limit: 256) else { return nil }
+        let manifestDigest = String(decoding: digestBytes, as: UTF8.self)
+        guard let bytes = try? FileSystem.read(recordFile(manifestDigest)),
+              let record = try? JSONDecoder().decode(ImageRecord.self, from: Data(bytes)),
+              record.sourceKey == key
+        else { return nil }
+        var layers: [StoredLayer] = []
+        for diffID in record.diffIDs {
+            guard let digest = try? Digest(parsing: diffID) else { return nil }
+            let path = "\(layersDirectory)/\(digest.algorithm.rawValue)/\(digest.hex)"
+            guard FileSystem.exists(path) else { return nil }
+            layers.append(StoredLayer(diffID: diffID, path: path))
+        }
+        var stats = PullStats()
+        stats.layersReused = layers.count
+        return PulledImage(source: path, manifestDigest: record.manifestDigest, config: record.config, layers: layers, stats: stats)
+    }
+
+    /// Remembers a pulled image (its record, and its source's identity).
+    func remember(_ image: PulledImage, tag: String?, key: String?) throws(ImageError) {
+        let record = ImageRecord(source: image.source, tag: tag, manifestDigest: image.manifestDigest, config: image.config,
+                                 diffIDs: image.layers.map(\.diffID), pulledAt: Date(), sourceKey: key ?? "")
+        do {
+            try FileSystem.createDirectory(sourcesDirectory)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            guard let json = try? encoder.encode(record) else {
+                throw ImageError.malformed(what: "image record", reason: "cannot encode")
+            }
+            try FileSystem.writeAtomically(recordFile(image.manifestDigest), [UInt8](json))
+            if let key { try FileSystem.writeAtomically(sourceFile(key), Array(image.manifestDigest.utf8)) }
+        } catch let error as SystemCallError {
+            throw .system(error)
+        } catch let error as ImageError {
+            throw error
+        } catch {
+            throw .malformed(what: "image record", reason: "\(error)")
+        }
+    }
+
+    /// Every image the store has a record of, newest first.
+    public func images() -> [ImageRecord] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: recordsDirectory)) ?? []
+        return names.filter { $0.hasSuffix(".json") }.compactMap { name in
+            (try? FileSystem.read("\(recordsDirectory)/\(name)")).flatMap { try? JSONDecoder().decode(ImageRecord.self, from: Data($0)) }
+        }.sorted { $0.pulledAt > $1.pulledAt }
+    }
+
+    /// Forgets the images whose manifest digest starts with `reference` (with or without `sha256:`), or whose
+    /// source path is `reference`. Their layers stay until `gc`. Returns the digests removed.
+    public func removeImage(_ reference: String) throws(ImageError) -> [String] {
+        let wanted = reference.hasPrefix("sha256:") ? reference : "sha256:" + reference
+        let matches = images().filter { $0.manifestDigest.hasPrefix(wanted) || $0.source == reference }
+        if matches.isEmpty { throw .notFound(path: reference) }
+        for record in matches {
+            unlink(recordFile(record.manifestDigest))
+            if !record.sourceKey.isEmpty { unlink(sourceFile(record.sourceKey)) }
+        }
+        return matches.map(\.manifestDigest)
+    }
+
+    /// Removes the layers and blobs no remaining image references, except layers an instance has mounted.
+    /// Returns what was removed.
+    public func collectGarbage() -> (layers: Int, blobs: Int) {
+        let records = images()
+        let liveLayers = Set(records.flatMap(\.diffIDs).compactMap { try? Digest(parsing: $0) }.map(\.hex))
+        let mounted = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        var removedLayers = 0
+        for algorithm in ["sha256", "sha512"] {
+            let dir = "\(layersDirectory)/\(algorithm)"
+            for hex in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where !liveLayers.contains(hex) {
+                if mounted.contains("\(dir)/\(hex)") { continue }
+                if (try? FileSystem.removeTree("\(dir)/\(hex)")) != nil { removedLayers += 1 }
+            }
+        }
+        // Blobs are kept only for images on record: their manifests, configs and layers.
+        var removedBlobs = 0
+        let liveManifests = Set(records.compactMap { try? Digest(parsing: $0.manifestDigest) }.map(\.hex))
+        let blobDir = "\(blobs.path)/sha256"
+        for hex in (try? FileManager.default.contentsOfDirectory(atPath: blobDir)) ?? [] where !liveManifests.contains(hex) {
+            if isReferencedBlob(hex, records: records) { continue }
+            if unlink("\(blobDir)/\(hex)") == 0 { removedBlobs += 1 }
+        }
+        return (removedLayers, removedBlobs)
+    }
+
+    private func isReferencedBlob(_ hex: String, records: [ImageRecord]) -> Bool {
+        for record in records {
+            guard let digest = try? Digest(parsing: record.manifestDigest),
+                  let bytes = try? FileSystem.read("\(blobs.path)/sha256/\(digest.hex)"),
+                  let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(bytes))
+            else { continue }
+            if manifest.config.digest.hasSuffix(hex) || manifest.layers.contains(where: { $0.digest.hasSuffix(hex) }) { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import ImageRuntime
+
+struct Images: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the images in the store.")
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        let store: ImageStore
+        do { store = try ImageStore(root: state.stateDir) } catch { fail(error.description) }
+        print("DIGEST".padding(toLength: 20, withPad: " ", startingAt: 0) + "LAYERS  PULLED                SOURCE")
+        let formatter = ISO8601DateFormatter()
+        for image in store.images() {
+            let digest = String(image.manifestDigest.dropFirst(7).prefix(12))
+            let source = image.source + (image.tag.map { ":\($0)" } ?? "")
+            print(digest.padding(toLength: 20, withPad: " ", startingAt: 0)
+                + "\(image.diffIDs.count)".padding(toLength: 8, withPad: " ", startingAt: 0)
+                + formatter.string(from: image.pulledAt).padding(toLength: 22, withPad: " ", startingAt: 0) + source)
+        }
+    }
+}
+
+struct Rmi: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forget images (by digest prefix or source path); `faasbox gc` then frees their layers.")
+    @Argument(help: "Manifest digest (prefix) or the path the image was pulled from.") var images: [String]
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        do {
+            let store = try ImageStore(root: state.stateDir)
+            for image in images { for digest in try store.removeImage(image) { print("removed \(digest)") } }
+        } catch { fail(error.description) }
+    }
+}
+
+struct GC: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc", abstract: "Remove layers and blobs that no image in the store references.")
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        do {
+            let store = try ImageStore(root: state.stateDir)
+            let removed = store.collectGarbage()
+            print("removed \(removed.layers) layers, \(removed.blobs) blobs")
+        } catch { fail(error.description) }
+    }
+}
