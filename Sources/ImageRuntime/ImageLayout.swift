@@ -68,6 +68,8 @@ struct ImageLayout {
         }
         var indexBytes: [UInt8]?
         var layoutBytes: [UInt8]?
+        var dockerManifestBytes: [UInt8]?
+        var namedBlobs: [String: (digest: Digest, size: Int64)] = [:]
         var sawEntry = false
         while true {
             let entry: ArchiveEntry?
@@ -81,15 +83,24 @@ struct ImageLayout {
             switch name {
             case "index.json": indexBytes = try reader.readAll(limit: limits.maxMetadataBytes)
             case "oci-layout": layoutBytes = try reader.readAll(limit: 4096)
+            case "manifest.json": dockerManifestBytes = try reader.readAll(limit: limits.maxMetadataBytes)
+            case "repositories": continue
             default:
-                guard entry.kind == .regular, name.hasPrefix("blobs/") else { continue }
+                guard entry.kind == .regular else { continue }
                 let parts = name.split(separator: "/")
-                guard parts.count == 3 else { continue }
-                let digest = try Digest(parsing: "\(parts[1]):\(parts[2])")
-                try store.storeBlob(digest, from: reader, size: entry.size, archive: path)
+                if parts.count == 3 && parts[0] == "blobs" {
+                    let digest = try Digest(parsing: "\(parts[1]):\(parts[2])")
+                    try store.storeBlob(digest, from: reader, size: entry.size, archive: path)
+                } else {
+                    // docker save names files by id, not digest: store them by the digest of what they hold.
+                    namedBlobs[name] = (try store.storeBlob(hashing: reader, archive: path, name: name), entry.size)
+                }
             }
         }
-        guard let indexBytes else { throw .notAnImageLayout(path: path, reason: "no index.json in the archive") }
+        if indexBytes == nil, let dockerManifestBytes {
+            indexBytes = try DockerArchive.synthesizeIndex(dockerManifestBytes, blobs: namedBlobs, store: store, archive: path)
+        }
+        guard let indexBytes else { throw .notAnImageLayout(path: path, reason: "no index.json or manifest.json in the archive") }
         if let layoutBytes { try checkLayoutFile(layoutBytes, path: path) }
         let index = try decodeIndex(indexBytes, path: path)
         return ImageLayout(source: path, index: index, blobDirectory: store.path, blobsVerified: true)
@@ -116,31 +127,69 @@ struct ImageLayout {
 struct BlobDirectory {
     let path: String
 
+    /// Stores the current entry under the sha256 of its content, whatever its name, and returns that digest.
+    func storeBlob(hashing reader: ArchiveReader, archive: String, name: String) throws(ImageError) -> Digest {
+        let tmp = try temporaryFile()
+        var hasher = Hasher(.sha256)
+        do throws(ImageError) {
+            try copy(from: reader, to: tmp, hasher: &hasher)
+            let digest = hasher.finalize()
+            try createAlgorithmDirectory(.sha256)
+            if rename(tmp, "\(path)/sha256/\(digest.hex)") != 0 { throw ImageError.system(.current("rename", path: "\(archive):\(name)")) }
+            return digest
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    /// Writes a small blob (a synthesized manifest) and returns its digest.
+    func storeBlob(bytes: [UInt8]) throws(ImageError) -> Digest {
+        let digest = Hasher.digest(of: bytes, .sha256)
+        try createAlgorithmDirectory(.sha256)
+        do { try FileSystem.writeAtomically("\(path)/sha256/\(digest.hex)", bytes) } catch { throw .system(error) }
+        return digest
+    }
+
+    private func createAlgorithmDirectory(_ algorithm: Digest.Algorithm) throws(ImageError) {
+        do { try FileSystem.createDirectory("\(path)/\(algorithm.rawValue)") } catch { throw .system(error) }
+    }
+
+    private func temporaryFile() throws(ImageError) -> String {
+        let tmp = "\(path)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 { throw .system(.current("open", path: tmp)) }
+        close(fd)
+        return tmp
+    }
+
+    private func copy(from reader: ArchiveReader, to file: String, hasher: inout Hasher) throws(ImageError) {
+        let fd = Glibc.open(file, O_WRONLY | O_CLOEXEC)
+        if fd < 0 { throw .system(.current("open", path: file)) }
+        defer { close(fd) }
+        while let (bytes, _) = try reader.readBlock() {
+            hasher.update(bytes)
+            var done = 0
+            while done < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .system(.current("write", path: file))
+                }
+                done += n
+            }
+        }
+    }
+
     func storeBlob(_ digest: Digest, from reader: ArchiveReader, size: Int64, archive: String) throws(ImageError) {
         let final = "\(path)/\(digest.algorithm.rawValue)/\(digest.hex)"
         var st = stat()
         if stat(final, &st) == 0 && Int64(st.st_size) == size { return }
-        do { try FileSystem.createDirectory("\(path)/\(digest.algorithm.rawValue)") } catch { throw .system(error) }
-        let tmp = "\(path)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        if fd < 0 { throw .system(.current("open", path: tmp)) }
+        try createAlgorithmDirectory(digest.algorithm)
+        let tmp = try temporaryFile()
         var hasher = Hasher(digest.algorithm)
-        var written: Int64 = 0
         do throws(ImageError) {
-            defer { close(fd) }
-            while let (bytes, _) = try reader.readBlock() {
-                hasher.update(bytes)
-                var done = 0
-                while done < bytes.count {
-                    let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw ImageError.system(.current("write", path: tmp))
-                    }
-                    done += n
-                }
-                written += Int64(bytes.count)
-            }
+            try copy(from: reader, to: tmp, hasher: &hasher)
             let actual = hasher.finalize()
             if actual != digest {
                 throw ImageError.digestMismatch(blob: "\(archive):blobs/\(digest.algorithm)/\(digest.hex)",

@@ -47,6 +47,13 @@ public struct OCIArchiveBuilder {
     /// Cuts this layer blob to half its length (keeping the descriptor's digest and size).
     public var truncateLayerBlob: Int?
 
+    /// The real manifest's platform in the index ("os/arch"), if it should carry one.
+    public var manifestPlatform: String?
+    /// Put the manifest in a nested index rather than directly in index.json.
+    public var nestedIndex = false
+    /// Descriptors listed before the real one: ("os/arch", mediaType) pointing at blobs that do not exist.
+    public var decoys: [(platform: String, mediaType: String)] = []
+
     public init(layers: [Layer]) { self.layers = layers }
 
     /// A rootfs layer holding the host's busybox-static as /bin/busybox and /bin/sh.
@@ -90,13 +97,29 @@ public struct OCIArchiveBuilder {
             "layers": layerDescriptors,
         ])
         blobs.append((Self.digest(manifest), manifest))
-        let index = try Self.json([
-            "schemaVersion": 2,
-            "manifests": [[
-                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": Self.digest(manifest),
-                "size": manifest.count, "annotations": ["org.opencontainers.image.ref.name": "latest"],
-            ]],
-        ])
+        func platform(_ text: String) -> [String: String] {
+            let parts = text.split(separator: "/").map(String.init)
+            var p = ["os": parts[0], "architecture": parts[1]]
+            if parts.count > 2 { p["variant"] = parts[2] }
+            return p
+        }
+        var real: [String: Any] = [
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": Self.digest(manifest), "size": manifest.count,
+        ]
+        if let manifestPlatform { real["platform"] = platform(manifestPlatform) }
+        var listed: [[String: Any]] = decoys.map { decoy in
+            ["mediaType": decoy.mediaType, "digest": "sha256:" + String(repeating: "a", count: 64), "size": 10,
+             "platform": platform(decoy.platform)]
+        }
+        listed.append(real)
+        var top: [[String: Any]] = listed
+        if nestedIndex {
+            let nested = try Self.json(["schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": listed])
+            blobs.append((Self.digest(nested), nested))
+            top = [["mediaType": "application/vnd.oci.image.index.v1+json", "digest": Self.digest(nested), "size": nested.count]]
+        }
+        top[top.count - 1]["annotations"] = ["org.opencontainers.image.ref.name": "latest"]
+        let index = try Self.json(["schemaVersion": 2, "manifests": top])
         var outer: [TestEntry] = [.file("oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}"), .dir("blobs"), .dir("blobs/sha256")]
         for (digest, bytes) in blobs {
             outer.append(.file("blobs/sha256/" + digest.dropFirst(7), bytes: bytes, mode: 0o644))
