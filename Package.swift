@@ -69,14 +69,15 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CArchive", "SystemSupport", .product(name: "Crypto", package: "swift-crypto")],
             path: "Tests/TestSupport"
         ),
-        .testTarget(name: "ImageRuntimeTests", dependencies: ["ImageRuntime", "TestSupport"]),
+        .testTarget(name: "ImageRuntimeTests", dependencies: ["ImageRuntime", "SystemSupport", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "TestSupport"]),
         .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "TestSupport"]),
         .testTarget(name: "ExecutorTests", dependencies: ["Executor", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "TestSupport"]),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -109,7 +109,7 @@ extension ImageStore {
     public func collectGarbage() -> (layers: Int, blobs: Int) {
         let records = images()
         let liveLayers = Set(records.flatMap(\.diffIDs).compactMap { try? Digest(parsing: $0) }.map(\.hex))
-        let mounted = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let mounted = FileSystem.readProcFile("/proc/self/mountinfo")
         var removedLayers = 0
         for algorithm in ["sha256", "sha512"] {
             let dir = "\(layersDirectory)/\(algorithm)"

@@ -1,4 +1,6 @@
+import Dispatch
 import Foundation
+import Synchronization
 import Logging
 import SystemSupport
 
@@ -81,11 +83,7 @@ public final class ImageStore: Sendable {
         if manifest.layers.count != config.rootfs.diffIDs.count {
             throw .layerCountMismatch(layers: manifest.layers.count, diffIDs: config.rootfs.diffIDs.count)
         }
-        var stats = PullStats()
-        var layers: [StoredLayer] = []
-        for (descriptor, diffID) in zip(manifest.layers, config.rootfs.diffIDs) {
-            layers.append(try ensureLayer(descriptor, diffID: diffID, layout: layout, stats: &stats))
-        }
+        let (layers, stats) = try ensureLayers(Array(zip(manifest.layers, config.rootfs.diffIDs)), layout: layout)
         return PulledImage(source: path, manifestDigest: manifestDescriptor.digest, config: config, layers: layers, stats: stats)
     }
 
@@ -104,6 +102,37 @@ public final class ImageStore: Sendable {
     }
 
     // MARK: - Layers
+
+    /// Unpacks the missing layers of one image in parallel (one per core at most). Each layer may use the
+    /// image's whole budget; the sum is checked once all are done.
+    private func ensureLayers(_ pairs: [(Descriptor, String)], layout: ImageLayout) throws(ImageError) -> ([StoredLayer], PullStats) {
+        let results = Mutex<[Int: Result<(StoredLayer, PullStats), ImageError>]>([:])
+        DispatchQueue.concurrentPerform(iterations: pairs.count) { i in
+            var stats = PullStats()
+            let result: Result<(StoredLayer, PullStats), ImageError>
+            do throws(ImageError) {
+                let layer = try ensureLayer(pairs[i].0, diffID: pairs[i].1, layout: layout, stats: &stats)
+                result = .success((layer, stats))
+            } catch {
+                result = .failure(error)
+            }
+            results.withLock { $0[i] = result }
+        }
+        var layers: [StoredLayer] = []
+        var total = PullStats()
+        for i in pairs.indices {
+            let (layer, stats) = try results.withLock { $0[i]! }.get()
+            layers.append(layer)
+            total.bytesUnpacked += stats.bytesUnpacked
+            total.entriesUnpacked += stats.entriesUnpacked
+            total.layersReused += stats.layersReused
+            total.layersUnpacked += stats.layersUnpacked
+        }
+        if total.bytesUnpacked > limits.maxTotalBytes || total.entriesUnpacked > limits.maxEntries {
+            throw .limitExceeded("the image's layers together unpack to \(total.bytesUnpacked) bytes in \(total.entriesUnpacked) entries")
+        }
+        return (layers, total)
+    }
 
     private func ensureLayer(_ descriptor: Descriptor, diffID: String, layout: ImageLayout, stats: inout PullStats) throws(ImageError) -> StoredLayer {
         guard MediaType.layers.contains(descriptor.mediaType) else {

@@ -297,11 +297,15 @@ final class LayerUnpacker {
         return fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
-    /// Removes what is at `name` so a later entry of the same path replaces it.
+    /// Removes what is at `name` so a later entry of the same path replaces it. A cached descriptor of the
+    /// removed directory or of anything below it is dropped; `parent` itself stays open.
     private func removeExisting(_ parent: CInt, _ name: String, entry: String) throws(ImageError) {
         if unlinkat(parent, name, 0) == 0 { return }
         guard errno == EISDIR else { throw .system(.current("unlinkat", path: entry)) }
-        parentCache = nil
+        if let cached = parentCache, let removed = try? Self.components(of: entry, limits: limits).joined(separator: "/"),
+           cached.path == removed || cached.path.hasPrefix(removed + "/") {
+            parentCache = nil
+        }
         let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 { throw .system(.current("openat", path: entry)) }
         try removeContents(fd, path: entry)

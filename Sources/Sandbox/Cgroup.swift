@@ -57,9 +57,9 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
     }
 
     static func detect() -> CgroupHost {
-        guard let selfText = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
-              let mountText = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
-        else { return .unavailable(reason: "cannot read /proc/self/cgroup") }
+        let selfText = FileSystem.readProcFile("/proc/self/cgroup")
+        let mountText = FileSystem.readProcFile("/proc/self/mountinfo")
+        if selfText.isEmpty || mountText.isEmpty { return .unavailable(reason: "cannot read /proc/self/cgroup or mountinfo") }
         let membership = parseMembership(selfText)
         let mounts = parseMounts(mountText)
         if let unified = mounts.first(where: { $0.v2 }), let relative = membership[""] {

@@ -1,3 +1,4 @@
+import CSandbox
 import Foundation
 import SystemPackage
 
@@ -86,6 +87,29 @@ public enum FileSystem {
         if fd < 0 { throw .current("open", path: path) }
         let owned = OwnedFileDescriptor(FileDescriptor(rawValue: fd))
         do { return try owned.readToEnd(limit: limit) } catch { throw SystemCallError(error.call, path: path, errno: error.errno) }
+    }
+
+    /// A /proc file read whole (their stat size is 0). Tables such as mountinfo are read in page-sized
+    /// chunks by the kernel, so a line can be missed while other threads mount and unmount: to ask whether
+    /// one path is a mount point, use `isMountPoint`.
+    public static func readProcFile(_ path: String) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return "" }
+        defer { close(fd) }
+        var capacity = 1 << 20
+        while true {
+            var buffer = [UInt8](repeating: 0, count: capacity)
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { return "" }
+            if n < capacity { return String(decoding: buffer[0..<n], as: UTF8.self) }
+            capacity *= 4
+            lseek(fd, 0, SEEK_SET)
+        }
+    }
+
+    /// Whether `path` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT).
+    public static func isMountPoint(_ path: String) -> Bool {
+        fb_is_mount_root(path) == 1
     }
 
     public static func exists(_ path: String) -> Bool {

@@ -1,5 +1,6 @@
 import Bootstrap
 import Foundation
+import SystemSupport
 import ImageRuntime
 import Sandbox
 import Testing
@@ -30,10 +31,11 @@ import TestSupport
         let pids = instance.process.cgroup.processes()
         let cgroupDirs = instance.process.cgroup.directories
         #expect(!pids.isEmpty)
-        #expect(TestPaths.mounts(containing: instance.rootfs.directory).count == 1)
+        #expect(FileSystem.isMountPoint(instance.rootfs.path))
         await instance.stop()
         for pid in pids { #expect(kill(pid, 0) != 0, "process \(pid) of the instance is still alive") }
         for dir in cgroupDirs { #expect(!FileManager.default.fileExists(atPath: dir), "cgroup \(dir) remains") }
+        #expect(!FileSystem.isMountPoint(instance.rootfs.path))
         #expect(TestPaths.mounts(containing: instance.rootfs.directory).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: instance.rootfs.directory))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 import Testing
 import TestSupport
 @testable import ImageRuntime
@@ -35,10 +36,10 @@ import TestSupport
         let store = try ImageStore(root: "\(dir)/state")
         let image = try await store.pull("\(dir)/img.tar")
         let rootfs = try store.composeRootfs(image, instanceID: "rm-test")
-        #expect(TestPaths.mounts(containing: rootfs.directory).count == 1)
+        #expect(FileSystem.isMountPoint(rootfs.path))
         try Data("w".utf8).write(to: URL(fileURLWithPath: "\(rootfs.path)/written"))
         #expect(rootfs.remove() == nil)
-        #expect(TestPaths.mounts(containing: rootfs.directory).isEmpty)
+        #expect(!FileSystem.isMountPoint(rootfs.path))
         #expect(!FileManager.default.fileExists(atPath: rootfs.directory))
         #expect(!FileManager.default.fileExists(atPath: "\(image.layers[0].path)/written"))
         #expect(rootfs.remove() == nil)  // idempotent

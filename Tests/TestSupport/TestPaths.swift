@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 
 /// Paths tests share: the package root, the sample images, and fresh temporary directories.
 public enum TestPaths {
@@ -22,7 +23,7 @@ public enum TestPaths {
 
     /// Mount points whose path contains `fragment` (from /proc/self/mountinfo).
     public static func mounts(containing fragment: String) -> [String] {
-        let text = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let text = FileSystem.readProcFile("/proc/self/mountinfo")
         return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
             return fields.count > 4 && fields[4].contains(fragment) ? String(fields[4]) : nil

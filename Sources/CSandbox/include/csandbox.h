@@ -129,6 +129,9 @@ int fb_fsetxattr(int fd, const char *name, const void *value, unsigned long size
 /// fgetxattr(2). Returns the size or -errno.
 long fb_fgetxattr(int fd, const char *name, void *value, unsigned long size);
 
+/// 1 if path is the root of a mount (statx STATX_ATTR_MOUNT_ROOT), 0 if not, -errno on failure.
+int fb_is_mount_root(const char *path);
+
 /// epoll helpers (struct epoll_event is packed, which Swift does not import well).
 int fb_epoll_create(void);
 int fb_epoll_add(int epfd, int fd, uint64_t token);
