@@ -17,6 +17,7 @@ public struct TestEntry: Sendable {
     public static func file(_ path: String, bytes: [UInt8], mode: UInt32 = 0o755) -> TestEntry {
         TestEntry(path: path, kind: .file(bytes), mode: mode)
     }
+    public static func fifo(_ path: String) -> TestEntry { TestEntry(path: path, kind: .fifo, mode: 0o644) }
     public static func dir(_ path: String, mode: UInt32 = 0o755) -> TestEntry { TestEntry(path: path, kind: .directory, mode: mode) }
     public static func symlink(_ path: String, to target: String) -> TestEntry { TestEntry(path: path, kind: .symlink(target), mode: 0o777) }
     public static func hardlink(_ path: String, to target: String) -> TestEntry { TestEntry(path: path, kind: .hardlink(target), mode: 0o644) }

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import ImageRuntime
+
+@Suite struct RobustnessTests {
+    let dir = TestPaths.temporaryDirectory("robust")
+
+    func layerDirectories() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers/sha256")) ?? [])
+            + ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers")) ?? []).filter { $0.hasPrefix(".tmp") }
+    }
+
+    @Test func aGzipBombIsStoppedByTheRatioBound() async throws {
+        let zeros = [UInt8](repeating: 0, count: 8 << 20)
+        try OCIArchiveBuilder(layers: [.init([.file("bomb", bytes: zeros, mode: 0o644)])]).write(to: "\(dir)/bomb.tar")
+        var limits = UnpackLimits()
+        limits.ratioGrace = 1 << 20
+        limits.maxCompressionRatio = 50
+        let store = try ImageStore(root: "\(dir)/state", limits: limits)
+        await #expect {
+            _ = try await store.pull("\(dir)/bomb.tar")
+        } throws: { error in
+            if case ImageError.limitExceeded(let what) = error { return what.contains("50×") }
+            return false
+        }
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test func theTotalSizeBoundStopsAnImage() async throws {
+        let data = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        try OCIArchiveBuilder(layers: [.init([.file("big", bytes: data, mode: 0o644)])]).write(to: "\(dir)/big.tar")
+        var limits = UnpackLimits()
+        limits.maxTotalBytes = 1 << 20
+        await #expect {
+            _ = try await ImageStore(root: "\(dir)/state", limits: limits).pull("\(dir)/big.tar")
+        } throws: { error in
+            if case ImageError.limitExceeded(let what) = error { return what.contains("total size") }
+            return false
+        }
+        #expect(layerDirectories().isEmpty)
+    }
+
+    @Test func fifosAreCreated() async throws {
+        try OCIArchiveBuilder(layers: [.init([.fifo("dev-null-copy")])]).write(to: "\(dir)/nodes.tar")
+        let image = try await ImageStore(root: "\(dir)/state").pull("\(dir)/nodes.tar")
+        var st = stat()
+        #expect(lstat("\(image.layers[0].path)/dev-null-copy", &st) == 0)
+        #expect(st.st_mode & S_IFMT == S_IFIFO)
+    }
+
+    /// kill -9 of a pull mid-unpack leaves only a temporary directory, which the next store removes; the
+    /// layer is then unpacked whole.
+    @Test func aKilledPullLeavesNothingThatIsTakenAsComplete() async throws {
+        let files = (0..<4000).map { i in TestEntry.file("d\(i % 40)/f\(i)", String(repeating: "line \(i)\n", count: 400)) }
+        try OCIArchiveBuilder(layers: [.init(files)]).write(to: "\(dir)/many.tar")
+        let binary = "\(TestPaths.packageRoot)/.build/debug/faasbox"
+        try #require(FileManager.default.isExecutableFile(atPath: binary))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["pull", "\(dir)/many.tar", "--state-dir", "\(dir)/state"]
+        try process.run()
+        var sawTemporary = false
+        for _ in 0..<5000 where !sawTemporary {
+            sawTemporary = layerDirectories().contains { $0.hasPrefix(".tmp") }
+            if !sawTemporary { usleep(200) }
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try #require(sawTemporary, "the pull finished before it could be killed")
+        #expect(!layerDirectories().contains { !$0.hasPrefix(".tmp") }, "no layer was published")
+        let store = try ImageStore(root: "\(dir)/state")
+        #expect(!layerDirectories().contains { $0.hasPrefix(".tmp") }, "the new store removed the abandoned temporary")
+        let image = try await store.pull("\(dir)/many.tar")
+        #expect(image.stats.entriesUnpacked == 4000)
+        #expect(try String(contentsOfFile: "\(image.layers[0].path)/d39/f3999", encoding: .utf8).hasPrefix("line 3999\n"))
+    }
+}
