@@ -3,6 +3,7 @@ final class LayerStream {
     let compressed: FileSource
     private let decompressor: ArchiveReader
     private let uncompressed: DecompressedSource
+    private let pipeline: PipelinedSource
     let tar: ArchiveReader
 
     init(fd: CInt, label: String, verifyCompressed algorithm: Digest.Algorithm?, diffIDAlgorithm: Digest.Algorithm,
@@ -13,13 +14,17 @@ final class LayerStream {
         uncompressed = DecompressedSource(
             reader: decompressor, compressed: compressed, algorithm: diffIDAlgorithm, limits: limits,
             budget: bytesBudget, label: label)
-        tar = try ArchiveReader(format: .tar, source: uncompressed, what: "layer \(label)")
+        let compressed = self.compressed
+        pipeline = PipelinedSource(uncompressed) { () throws(ImageError) in
+            // Whatever follows the compressed stream is part of the blob and its digest.
+            while try !compressed.read().isEmpty {}
+        }
+        tar = try ArchiveReader(format: .tar, source: pipeline, what: "layer \(label)")
     }
 
     /// Reads what is left after the tar end marker, so the digests cover the whole blob.
     func finish() throws(ImageError) -> (compressed: Digest?, compressedSize: Int64, diffID: Digest, size: Int64) {
-        try uncompressed.drain()
-        while try !compressed.read().isEmpty {}
+        try pipeline.drain()
         return (compressed.hasher?.finalize(), compressed.bytesRead, uncompressed.hasher.finalize(), uncompressed.count)
     }
 }
@@ -60,9 +65,5 @@ private final class DecompressedSource: ReadSource {
             throw .limitExceeded("layer \(label) decompresses more than \(limits.maxCompressionRatio)× its compressed size")
         }
         return bytes
-    }
-
-    func drain() throws(ImageError) {
-        while try !read().isEmpty {}
     }
 }
