@@ -43,7 +43,7 @@ public final class FunctionInstance: Sendable {
         let clock = ContinuousClock()
         let begin = clock.now
         var timings = PhaseTimings()
-        let id = "fb-" + UUID().uuidString.lowercased().prefix(13).replacingOccurrences(of: "-", with: "")
+        let id = "fb-" + String(UInt64.random(in: 1 << 60...UInt64.max), radix: 16)
 
         let image: PulledImage
         let rootfs: InstanceRootfs

@@ -34,7 +34,7 @@ extension ImageStore {
     }
 
     private func sourceFile(_ key: String) -> String {
-        "\(sourcesDirectory)/" + SHA256.hash(data: Data(key.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+        "\(sourcesDirectory)/" + Hasher.digest(of: Array(key.utf8), .sha256).hex.prefix(32)
     }
 
     private func recordFile(_ manifestDigest: String) -> String {

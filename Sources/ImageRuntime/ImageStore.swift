@@ -30,6 +30,13 @@ public struct PulledImage: Sendable {
     /// Bottom layer first.
     public let layers: [StoredLayer]
     public let stats: PullStats
+
+    /// The same image as a later pull finds it: every layer reused.
+    var reused: PulledImage {
+        var stats = PullStats()
+        stats.layersReused = layers.count
+        return PulledImage(source: source, manifestDigest: manifestDigest, config: config, layers: layers, stats: stats)
+    }
 }
 
 /// The content-addressed store: verified blobs, and layers unpacked once per diff_id, shared by all images.
@@ -38,6 +45,9 @@ public final class ImageStore: Sendable {
     public let root: String
     public let limits: UnpackLimits
     private let logger: Logger
+    /// Images pulled by this process, by source identity: a stored image's PullCode is then a stat and a
+    /// look-up (the layers are still checked to be in the store).
+    private let pulled = Mutex<[String: PulledImage]>([:])
 
     var blobs: BlobDirectory { BlobDirectory(path: "\(root)/blobs") }
     var layersDirectory: String { "\(root)/layers" }
@@ -63,9 +73,16 @@ public final class ImageStore: Sendable {
     func pullBlocking(_ reference: String) throws(ImageError) -> PulledImage {
         let (path, tag) = Self.split(reference)
         let key = Self.sourceKey(path: path, tag: tag)
-        if let key, let stored = storedImage(path: path, key: key) { return stored }
+        if let key, let known = pulled.withLock({ $0[key] }), known.layers.allSatisfy({ FileSystem.exists($0.path) }) {
+            return known.reused
+        }
+        if let key, let stored = storedImage(path: path, key: key) {
+            pulled.withLock { $0[key] = stored }
+            return stored
+        }
         let image = try pullFresh(path: path, tag: tag)
         try remember(image, tag: tag, key: key)
+        if let key { pulled.withLock { $0[key] = image.reused } }
         return image
     }
 

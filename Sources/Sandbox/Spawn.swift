@@ -9,6 +9,11 @@ import Glibc
 /// Starts sandboxed processes. The child's setup between clone and exec is C code (csandbox/spawn.c) that
 /// runs the ordered steps prepared here; a failed step comes back over a pipe with its name and errno.
 public enum Sandbox {
+    /// Detects the host's cgroup setup (and, on cgroup v2, delegates controllers below our own cgroup) now,
+    /// so that the first spawn does not pay for it. Returns what was found.
+    @discardableResult
+    public static func prepareHost() -> CgroupHost { CgroupHost.current }
+
     /// Creates the cgroup, prepares the rootfs, clones the child into its namespaces and waits until it has
     /// exec'd the program (or failed a setup step). Throws with the failing step; leaves nothing behind then.
     public static func spawn(_ spec: SandboxSpec, cgroups: CgroupHost = .current) async throws(SandboxError) -> SandboxProcess {

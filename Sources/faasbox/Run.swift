@@ -4,6 +4,7 @@ import Dispatch
 import Executor
 import Foundation
 import ImageRuntime
+import Sandbox
 import Synchronization
 
 struct Run: AsyncParsableCommand {
@@ -64,6 +65,7 @@ struct Run: AsyncParsableCommand {
         }
         let store: ImageStore
         do { store = try ImageStore(root: state.stateDir) } catch { fail(error.description) }
+        Sandbox.prepareHost()  // host detection is once per process, not part of an instance's InitRuntime
         // Ctrl-C or SIGTERM cancels the run; every path out of it stops the instance first.
         let imageReference = image
         let work = Task { () throws(BootstrapError) -> OneShotRun.Result in
