@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -115,4 +116,9 @@ int fb_is_mount_root(const char *path) {
     if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) < 0) return -errno;
     if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) return -ENOTSUP;
     return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
+}
+
+int fb_memfd(const char *name) {
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
 }

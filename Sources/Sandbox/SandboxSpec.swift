@@ -13,6 +13,8 @@ public struct SandboxSpec: Sendable {
     /// Capability numbers kept (bounding, permitted, effective, inheritable, ambient); empty drops them all.
     public var capabilities: [Int] = []
     public var noNewPrivileges = true
+    /// The seccomp filter; nil for none. Loading one needs `noNewPrivileges` (or CAP_SYS_ADMIN kept).
+    public var seccomp: SeccompProfile? = .default
     /// pid 1 is a tiny init that forwards signals and reaps zombies, and the program runs as its child.
     public var initProcess = true
     /// A unique name for the instance (its cgroup's name).

@@ -36,6 +36,7 @@ public enum Sandbox {
     private static func clone(_ spec: SandboxSpec, program: String, cgroup: InstanceCgroup) throws(SandboxError) -> SandboxProcess {
         let arena = CArena()
         let steps = Mounts.steps(for: spec)
+        let filter = try spec.seccomp.map { profile throws(SandboxError) in try Seccomp.program(for: profile) }
         var procFDs: [CInt] = []
         defer { for fd in procFDs { close(fd) } }
         for file in cgroup.procsFiles {
@@ -92,6 +93,10 @@ public enum Sandbox {
         config.argv = UnsafePointer(arena.stringArray(spec.arguments))
         config.envp = UnsafePointer(arena.stringArray(spec.environment))
         config.init_reaper = spec.initProcess ? 1 : 0
+        if let filter {
+            config.seccomp_filter = UnsafeRawPointer(arena.array(filter))
+            config.seccomp_len = UInt16(filter.count / 8)  // sizeof(struct sock_filter)
+        }
 
         var pidfd: CInt = -1
         let pid = withExtendedLifetime(arena) { fb_spawn(&config, &pidfd) }

@@ -132,6 +132,9 @@ long fb_fgetxattr(int fd, const char *name, void *value, unsigned long size);
 /// 1 if path is the root of a mount (statx STATX_ATTR_MOUNT_ROOT), 0 if not, -errno on failure.
 int fb_is_mount_root(const char *path);
 
+/// memfd_create(name, MFD_CLOEXEC). Returns an fd or -errno.
+int fb_memfd(const char *name);
+
 /// epoll helpers (struct epoll_event is packed, which Swift does not import well).
 int fb_epoll_create(void);
 int fb_epoll_add(int epfd, int fd, uint64_t token);
