@@ -190,13 +190,33 @@ static void forward_signal(int sig) {
     if (forward_to > 0) kill(forward_to, sig);
 }
 
+static void set_oom_score_adj(const char *value) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t ignored = write(fd, value, strlen(value));
+    (void)ignored;
+    close(fd);
+}
+
+// pid 1 is a copy of faasbox: its resident size (shared with faasbox) looks large to the OOM killer, which
+// would kill it, and with it the whole instance, instead of the function that ran the cgroup out of memory.
+// The program inherits oom_score_adj 1000 (it is always chosen first); pid 1 then goes back to 0, which
+// needs no privilege, once the program has exec'd and no longer shares its memory. (setuid made pid 1
+// non-dumpable, which makes /proc/self root's; it is dumpable for these writes only, its environment
+// already wiped.)
 static void become_reaper(const struct fb_spawn_config *cfg) {
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    set_oom_score_adj("1000");
     pid_t child = vfork();
     if (child < 0) report_and_exit(cfg->report_fd, FB_STAGE_FORK, errno);
     if (child == 0) {
         exec_program(cfg);
         report_and_exit(cfg->report_fd, FB_STAGE_EXEC, errno);
     }
+    set_oom_score_adj("0");
+    // Its memory (faasbox's environment and arguments) must not be readable by the function, which runs
+    // as the same uid; exec reset this for the program itself.
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     close(cfg->report_fd);
     forward_to = child;
     struct sigaction sa;
@@ -218,7 +238,15 @@ static void become_reaper(const struct fb_spawn_config *cfg) {
     }
 }
 
+extern char **environ;
+
+// The host's environment, inherited from faasbox, is wiped from this copy's memory at once.
+static void wipe_environment(void) {
+    for (char **e = environ; e && *e; e++) memset(*e, 0, strlen(*e));
+}
+
 static void child_main(const struct fb_spawn_config *cfg) {
+    wipe_environment();
     reset_signals();
     for (int i = 0; i < cfg->n_cgroup_proc_fds; i++) {
         CHECK(FB_STAGE_CGROUP, write_all(cfg->cgroup_proc_fds[i], "0", 1));
@@ -269,12 +297,7 @@ static void child_main(const struct fb_spawn_config *cfg) {
         unsigned int flags = cfg->seccomp_log ? SECCOMP_FILTER_FLAG_LOG : 0;
         CHECK(FB_STAGE_SECCOMP, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog));
     }
-    if (cfg->init_reaper) {
-        // pid 1 is a copy of faasbox: its memory (environment, arguments) must not be readable by the
-        // function, which runs as the same uid. exec resets this for the program itself.
-        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        become_reaper(cfg);
-    }
+    if (cfg->init_reaper) become_reaper(cfg);
     exec_program(cfg);
     report_and_exit(cfg->report_fd, FB_STAGE_EXEC, errno);
 }

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Sandbox
+
+/// Limits enforced by the kernel, observed from inside and from the cgroup.
+@Suite struct LimitsTests {
+    @Test func aMemoryBombIsOOMKilledAndTheCgroupSaysSo() async throws {
+        let rootfs = try BusyboxRootfs()
+        defer { rootfs.remove() }
+        // sort keeps its whole input (one 200 MB line) in memory; the limit is 32 MB.
+        var spec = rootfs.spec("head -c 200000000 /dev/zero | tr '\\\\0' a | sort > /dev/null; echo sort=$?")
+        spec.limits.memoryBytes = 32 << 20
+        let process = try await Sandbox.spawn(spec)
+        _ = await process.wait()
+        let out = try process.readStdout()
+        let oom = process.cgroup.oomKilled()
+        let peak = process.cgroup.memoryPeak() ?? 0
+        await process.stop()
+        #expect(out.contains("sort=137\n"), "sort is SIGKILLed: \(out)")
+        #expect(oom)
+        #expect(peak > 16 << 20 && peak <= 33 << 20, "peak \(peak)")
+    }
+
+    @Test func thePidsLimitStopsAForkBomb() async throws {
+        let rootfs = try BusyboxRootfs()
+        defer { rootfs.remove() }
+        // The subshell dies at its first failed fork; the sleeps it started stay, and the outer shell goes on.
+        var spec = rootfs.spec("(i=0; while [ $i -lt 60 ]; do sleep 5 & i=$((i+1)); done) 2>&1; echo loop-ended; sleep 5")
+        spec.limits.pids = 20
+        let process = try await Sandbox.spawn(spec)
+        try await Task.sleep(for: .milliseconds(300))
+        let count = process.cgroup.processes().count
+        await process.stop()
+        let out = try process.readStdout()
+        #expect(count <= 20 && count >= 15, "\(count) processes")
+        #expect(out.contains("can't fork"), "\(out)")
+        #expect(out.contains("loop-ended"))
+    }
+
+    @Test func tmpIsFullAtItsSizeWithENOSPC() async throws {
+        let rootfs = try BusyboxRootfs()
+        defer { rootfs.remove() }
+        var spec = rootfs.spec("dd if=/dev/zero of=/tmp/fill bs=1024 count=4096 2>&1; echo dd=$?; ls -l /tmp/fill")
+        spec.limits.tmpBytes = 1 << 20
+        let process = try await Sandbox.spawn(spec)
+        _ = await process.wait()
+        let out = try process.readStdout()
+        await process.stop()
+        #expect(out.contains("No space left on device"), "\(out)")
+        #expect(out.contains("dd=1\n"))
+        #expect(out.contains(" 1048576 "), "the file stops at 1 MiB: \(out)")
+    }
+
+    @Test func openFilesAreLimited() async throws {
+        let rootfs = try BusyboxRootfs()
+        defer { rootfs.remove() }
+        let process = try await Sandbox.spawn(rootfs.spec("ulimit -n; ulimit -c"))
+        _ = await process.wait()
+        let out = try process.readStdout()
+        await process.stop()
+        #expect(out == "1024\n0\n")
+    }
+}
