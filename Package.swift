@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "faasbox", targets: ["faasbox"]),
+        .executable(name: "faasbox-init", targets: ["faasbox-init"]),
         .library(name: "ImageRuntime", targets: ["ImageRuntime"]),
         .library(name: "Sandbox", targets: ["Sandbox"]),
         .library(name: "Bootstrap", targets: ["Bootstrap"]),
@@ -23,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
         .systemLibrary(name: "CCap", path: "Sources/CCap"),
         .target(name: "CSandbox", path: "Sources/CSandbox"),
+        // pid 1 of every sandbox: static, because it runs inside images that have no libc.
+        .executableTarget(name: "faasbox-init", path: "Sources/faasbox-init", linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xclang-linker", "-static"])]),
         .target(
             name: "SystemSupport",
             dependencies: ["CSandbox", .product(name: "SystemPackage", package: "swift-system")]
@@ -74,7 +77,7 @@ let package = Package(
         ),
         .testTarget(name: "ImageRuntimeTests", dependencies: ["ImageRuntime", "SystemSupport", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "TestSupport"]),
-        .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "TestSupport"]),
+        .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "Sandbox", "TestSupport"]),
         .testTarget(name: "ExecutorTests", dependencies: ["Executor", "TestSupport"]),
         .testTarget(
             name: "EndToEndTests", dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport"]),

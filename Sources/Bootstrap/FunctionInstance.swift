@@ -106,16 +106,8 @@ public final class FunctionInstance: Sendable {
         spec.workingDirectory = cwd
         spec.limits.memoryBytes = Int64(config.memoryMB) << 20
         spec.network = config.hostNetwork ? .host : .isolated
-        if let user = runtime?.user, let parsed = Self.numericUser(user) { spec.user = parsed }
+        if let user = try ImageUser.resolve(runtime?.user ?? "", rootfs: rootfs.path) { spec.user = user }
         return spec
-    }
-
-    /// "uid" or "uid:gid"; names need the image's /etc/passwd and are left to the default user.
-    static func numericUser(_ user: String) -> SandboxSpec.User? {
-        let parts = user.split(separator: ":")
-        guard let uid = parts.first.flatMap({ UInt32($0) }) else { return nil }
-        let gid = parts.count > 1 ? UInt32(parts[1]) ?? uid : uid
-        return SandboxSpec.User(uid: uid, gid: gid)
     }
 
     /// Polls port 9000 in the instance's network namespace until it accepts, the process exits, or the

@@ -38,9 +38,12 @@ static void report_and_exit(int fd, int stage, int err) {
     _exit(127);
 }
 
+// Where failures go: the report pipe, moved to CHILD_REPORT_FD once stdio is set up.
+static int report_fd = -1;
+
 #define CHECK(stage, expr)                                  \
     do {                                                    \
-        if ((expr) < 0) report_and_exit(cfg->report_fd, (stage), errno); \
+        if ((expr) < 0) report_and_exit(report_fd, (stage), errno); \
     } while (0)
 
 static int write_all(int fd, const char *s, size_t n) {
@@ -184,69 +187,17 @@ static void exec_program(const struct fb_spawn_config *cfg) {
     errno = saved;
 }
 
-static volatile pid_t forward_to = 0;
+// The report pipe and faasbox-init get fixed numbers in the child; every other inherited fd is closed.
+#define CHILD_REPORT_FD 3
+#define CHILD_INIT_FD 4
 
-static void forward_signal(int sig) {
-    if (forward_to > 0) kill(forward_to, sig);
-}
-
-static void set_oom_score_adj(const char *value) {
-    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    ssize_t ignored = write(fd, value, strlen(value));
-    (void)ignored;
-    close(fd);
-}
-
-// pid 1 is a copy of faasbox: its resident size (shared with faasbox) looks large to the OOM killer, which
-// would kill it, and with it the whole instance, instead of the function that ran the cgroup out of memory.
-// The program inherits oom_score_adj 1000 (it is always chosen first); pid 1 then goes back to 0, which
-// needs no privilege, once the program has exec'd and no longer shares its memory. (setuid made pid 1
-// non-dumpable, which makes /proc/self root's; it is dumpable for these writes only, its environment
-// already wiped.)
-static void become_reaper(const struct fb_spawn_config *cfg) {
-    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-    set_oom_score_adj("1000");
-    pid_t child = vfork();
-    if (child < 0) report_and_exit(cfg->report_fd, FB_STAGE_FORK, errno);
-    if (child == 0) {
-        exec_program(cfg);
-        report_and_exit(cfg->report_fd, FB_STAGE_EXEC, errno);
-    }
-    set_oom_score_adj("0");
-    // Its memory (faasbox's environment and arguments) must not be readable by the function, which runs
-    // as the same uid; exec reset this for the program itself.
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    close(cfg->report_fd);
-    forward_to = child;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward_signal;
-    sa.sa_flags = SA_RESTART;
-    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
-    for (;;) {
-        int status;
-        pid_t pid = wait(&status);
-        if (pid < 0) {
-            if (errno == EINTR) continue;
-            _exit(127);
-        }
-        if (pid != child) continue;
-        if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-        _exit(128 + WTERMSIG(status));
-    }
-}
-
-extern char **environ;
-
-// The host's environment, inherited from faasbox, is wiped from this copy's memory at once.
-static void wipe_environment(void) {
-    for (char **e = environ; e && *e; e++) memset(*e, 0, strlen(*e));
+static int move_fd(int fd, int to) {
+    if (fd == to) return 0;
+    return dup3(fd, to, O_CLOEXEC) < 0 ? -1 : 0;
 }
 
 static void child_main(const struct fb_spawn_config *cfg) {
-    wipe_environment();
+    report_fd = cfg->report_fd;
     reset_signals();
     for (int i = 0; i < cfg->n_cgroup_proc_fds; i++) {
         CHECK(FB_STAGE_CGROUP, write_all(cfg->cgroup_proc_fds[i], "0", 1));
@@ -268,10 +219,15 @@ static void child_main(const struct fb_spawn_config *cfg) {
     CHECK(FB_STAGE_STDIO, dup2(cfg->stdin_fd >= 0 ? cfg->stdin_fd : devnull, 0));
     CHECK(FB_STAGE_STDIO, dup2(cfg->stdout_fd >= 0 ? cfg->stdout_fd : devnull, 1));
     CHECK(FB_STAGE_STDIO, dup2(cfg->stderr_fd >= 0 ? cfg->stderr_fd : devnull, 2));
-    if (cfg->report_fd > 3) {
-        // Keep only stdio and the report pipe (which closes on exec).
-        syscall(SYS_close_range, 3, cfg->report_fd - 1, 0);
-        syscall(SYS_close_range, cfg->report_fd + 1, ~0U, 0);
+    {
+        // Keep only stdio, the report pipe and faasbox-init (both close on exec), at 3 and 4.
+        int report = fcntl(cfg->report_fd, F_DUPFD_CLOEXEC, 10);
+        int init = cfg->init_fd >= 0 ? fcntl(cfg->init_fd, F_DUPFD_CLOEXEC, 10) : -1;
+        if (report < 0 || (cfg->init_fd >= 0 && init < 0)) report_and_exit(cfg->report_fd, FB_STAGE_STDIO, errno);
+        if (move_fd(report, CHILD_REPORT_FD) < 0) report_and_exit(report, FB_STAGE_STDIO, errno);
+        if (init >= 0 && move_fd(init, CHILD_INIT_FD) < 0) report_and_exit(CHILD_REPORT_FD, FB_STAGE_STDIO, errno);
+        syscall(SYS_close_range, init >= 0 ? CHILD_INIT_FD + 1 : CHILD_REPORT_FD + 1, ~0U, 0);
+        report_fd = CHILD_REPORT_FD;
     }
     if (cfg->drop_caps) {
         CHECK(FB_STAGE_SECUREBITS, prctl(PR_SET_SECUREBITS,
@@ -297,9 +253,16 @@ static void child_main(const struct fb_spawn_config *cfg) {
         unsigned int flags = cfg->seccomp_log ? SECCOMP_FILTER_FLAG_LOG : 0;
         CHECK(FB_STAGE_SECCOMP, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog));
     }
-    if (cfg->init_reaper) become_reaper(cfg);
+    if (cfg->init_fd >= 0) {
+        // faasbox-init inherits the report pipe (it reports the program's exec) and becomes pid 1.
+        fcntl(CHILD_REPORT_FD, F_SETFD, 0);
+        syscall(SYS_execveat, CHILD_INIT_FD, "", cfg->init_argv, cfg->envp, AT_EMPTY_PATH);
+        int err = errno;
+        fcntl(CHILD_REPORT_FD, F_SETFD, FD_CLOEXEC);
+        report_and_exit(report_fd, FB_STAGE_INIT, err);
+    }
     exec_program(cfg);
-    report_and_exit(cfg->report_fd, FB_STAGE_EXEC, errno);
+    report_and_exit(report_fd, FB_STAGE_EXEC, errno);
 }
 
 pid_t fb_spawn(const struct fb_spawn_config *cfg, int *pidfd_out) {

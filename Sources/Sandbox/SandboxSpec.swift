@@ -15,7 +15,8 @@ public struct SandboxSpec: Sendable {
     public var noNewPrivileges = true
     /// The seccomp filter; nil for none. Loading one needs `noNewPrivileges` (or CAP_SYS_ADMIN kept).
     public var seccomp: SeccompProfile? = .default
-    /// pid 1 is a tiny init that forwards signals and reaps zombies, and the program runs as its child.
+    /// pid 1 is faasbox-init, a tiny static program that forwards signals and reaps zombies, and the program
+    /// runs as its child; otherwise the program is pid 1.
     public var initProcess = true
     /// A unique name for the instance (its cgroup's name).
     public var instanceID: String

@@ -92,7 +92,12 @@ public enum Sandbox {
         config.search_path = UnsafePointer(arena.string(path))
         config.argv = UnsafePointer(arena.stringArray(spec.arguments))
         config.envp = UnsafePointer(arena.stringArray(spec.environment))
-        config.init_reaper = spec.initProcess ? 1 : 0
+        config.init_fd = -1
+        if spec.initProcess {
+            config.init_fd = try InitBinary.descriptor.get().rawValue
+            // faasbox-init finds the report pipe at fd 3 in the child (see spawn.c).
+            config.init_argv = UnsafePointer(arena.stringArray([InitBinary.name, "3", "--"] + spec.arguments))
+        }
         if let filter {
             config.seccomp_filter = UnsafeRawPointer(arena.array(filter))
             config.seccomp_len = UInt16(filter.count / 8)  // sizeof(struct sock_filter)
@@ -166,8 +171,9 @@ public enum Sandbox {
         case FB_STAGE_NO_NEW_PRIVS: return "prctl(PR_SET_NO_NEW_PRIVS)"
         case FB_STAGE_CHDIR: return "chdir to the working directory"
         case FB_STAGE_SECCOMP: return "loading the seccomp filter"
-        case FB_STAGE_FORK: return "forking the program from pid 1"
+        case FB_STAGE_FORK: return "starting the program from \(InitBinary.name)"
         case FB_STAGE_EXEC: return "execve \(program)"
+        case FB_STAGE_INIT: return "execveat \(InitBinary.name)"
         default: return "stage \(stage)"
         }
     }

@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 @testable import Bootstrap
 @testable import ImageRuntime
+import Sandbox
 
 @Suite struct BootstrapCommandTests {
     let rootfs: String
@@ -62,5 +63,40 @@ import TestSupport
         #expect(throws: BootstrapError.self) {
             _ = try BootstrapCommand.resolve(config: FunctionConfig(name: "f"), image: nil, rootfs: rootfs, imageName: "i")
         }
+    }
+}
+
+@Suite struct ImageUserTests {
+    let rootfs: String
+
+    init() throws {
+        rootfs = TestPaths.temporaryDirectory("user")
+        try FileManager.default.createDirectory(atPath: "\(rootfs)/etc", withIntermediateDirectories: true)
+        try Data("root:x:0:0::/root:/bin/sh\napp:x:1500:1600::/app:/bin/sh\n".utf8)
+            .write(to: URL(fileURLWithPath: "\(rootfs)/etc/passwd"))
+        try Data("root:x:0:\nstaff:x:50:\n".utf8).write(to: URL(fileURLWithPath: "\(rootfs)/etc/group"))
+    }
+
+    @Test(arguments: [
+        ("app", 1500, 1600), ("app:staff", 1500, 50), ("1500", 1500, 1600), ("42", 42, 42), ("42:7", 42, 7), ("root", 0, 0),
+    ])
+    func usersResolveAgainstTheImagesFiles(_ user: String, _ uid: Int, _ gid: Int) throws {
+        let resolved = try ImageUser.resolve(user, rootfs: rootfs)
+        #expect(resolved == SandboxSpec.User(uid: UInt32(uid), gid: UInt32(gid)))
+    }
+
+    @Test func anUnknownNameIsAClearError() throws {
+        #expect(throws: BootstrapError.self) { try ImageUser.resolve("nobody-here", rootfs: rootfs) }
+        #expect(throws: BootstrapError.self) { try ImageUser.resolve("app:nogroup", rootfs: rootfs) }
+        #expect(try ImageUser.resolve("", rootfs: rootfs) == nil)
+    }
+
+    @Test func thePasswdFileIsReadInsideTheRootfs() throws {
+        try FileManager.default.removeItem(atPath: "\(rootfs)/etc/passwd")
+        // An absolute link resolves inside the rootfs (to its own /etc/passwd-real), not the host's.
+        try Data("app:x:7:8::/:/bin/sh\n".utf8).write(to: URL(fileURLWithPath: "\(rootfs)/etc/passwd-real"))
+        try FileManager.default.createSymbolicLink(atPath: "\(rootfs)/etc/passwd", withDestinationPath: "/etc/passwd-real")
+        #expect(try ImageUser.resolve("app", rootfs: rootfs) == SandboxSpec.User(uid: 7, gid: 8))
+        #expect(throws: BootstrapError.self) { try ImageUser.resolve("root", rootfs: rootfs) }
     }
 }

@@ -40,9 +40,4 @@ import Testing
         #expect(throws: BootstrapError.self) { try HTTPRequest(parsing: "/hello") }
     }
 
-    @Test func numericImageUsersAreHonoured() {
-        #expect(FunctionInstance.numericUser("1000")?.uid == 1000)
-        #expect(FunctionInstance.numericUser("1000:2000")?.gid == 2000)
-        #expect(FunctionInstance.numericUser("www-data") == nil)
-    }
 }

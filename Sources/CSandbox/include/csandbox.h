@@ -57,6 +57,7 @@ enum fb_stage {
     FB_STAGE_SECCOMP = 17,
     FB_STAGE_FORK = 18,
     FB_STAGE_EXEC = 19,
+    FB_STAGE_INIT = 20,
     FB_STAGE_STEPS = 100,
 };
 
@@ -94,7 +95,8 @@ struct fb_spawn_config {
     const char *search_path;
     char *const *argv;
     char *const *envp;
-    int init_reaper;                  // pid 1 forks the program and reaps; else pid 1 is the program
+    int init_fd;                      // faasbox-init (any fd, e.g. O_PATH): pid 1 execs it with init_argv; -1: pid 1 is the program
+    char *const *init_argv;
 };
 
 /// Clones a child into new namespaces and runs the setup steps in it. Returns the child's pid (its pidfd in

@@ -1,0 +1,69 @@
+// faasbox-init: pid 1 of a sandbox. A tiny static program (not a copy of faasbox, so it costs almost no
+// memory and the OOM killer never prefers it): it starts the function's program, forwards signals to it,
+// reaps every orphan, and exits with the program's status (which ends the whole pid namespace).
+//
+//   faasbox-init REPORT_FD -- PROGRAM [ARG]...      (environment: the program's)
+//
+// REPORT_FD is the sandbox's report pipe: a failed exec of PROGRAM is written there as {stage, errno};
+// it closes on a successful exec, which tells faasbox that the function has started.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define STAGE_FORK 18
+#define STAGE_EXEC 19
+
+static volatile pid_t program = 0;
+
+static void forward(int sig) {
+    if (program > 0) kill(program, sig);
+}
+
+static void report(int fd, int32_t stage, int32_t err) {
+    int32_t record[2] = {stage, err};
+    ssize_t n;
+    do { n = write(fd, record, sizeof record); } while (n < 0 && errno == EINTR);
+}
+
+int main(int argc, char **argv, char **envp) {
+    if (argc < 4 || strcmp(argv[2], "--") != 0) return 127;
+    int fd = atoi(argv[1]);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    pid_t child = vfork();
+    if (child < 0) {
+        report(fd, STAGE_FORK, errno);
+        return 127;
+    }
+    if (child == 0) {
+        execvpe(argv[3], argv + 3, envp);
+        report(fd, STAGE_EXEC, errno);
+        _exit(127);
+    }
+    close(fd);
+    program = child;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sa.sa_flags = SA_RESTART;
+    int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) sigaction(signals[i], &sa, NULL);
+    for (;;) {
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            return 127;
+        }
+        if (pid != child) continue;
+        if (WIFEXITED(status)) return WEXITSTATUS(status);
+        return 128 + WTERMSIG(status);
+    }
+}
