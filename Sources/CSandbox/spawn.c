@@ -1,5 +1,7 @@
-// The child side of a sandbox spawn. Everything here runs after clone3 in a copy of a multithreaded
-// process: only async-signal-safe calls, no malloc, no stdio, no locks.
+// The child side of a sandbox spawn. It runs after clone(CLONE_VM | CLONE_VFORK), like posix_spawn: on a
+// stack of its own, sharing faasbox's memory (no page tables copied) while faasbox's calling thread waits
+// for the exec. So: only async-signal-safe calls, no malloc, no stdio, no locks, and no writes to any
+// memory but its own stack.
 #define _GNU_SOURCE
 #include "csandbox.h"
 
@@ -15,6 +17,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -37,9 +40,6 @@ static void report_and_exit(int fd, int stage, int err) {
     do { n = write(fd, &r, sizeof r); } while (n < 0 && errno == EINTR);
     _exit(127);
 }
-
-// Where failures go: the report pipe, moved to CHILD_REPORT_FD once stdio is set up.
-static int report_fd = -1;
 
 #define CHECK(stage, expr)                                  \
     do {                                                    \
@@ -197,7 +197,8 @@ static int move_fd(int fd, int to) {
 }
 
 static void child_main(const struct fb_spawn_config *cfg) {
-    report_fd = cfg->report_fd;
+    // Where failures go (used by CHECK): the report pipe, moved to CHILD_REPORT_FD once stdio is set up.
+    int report_fd = cfg->report_fd;
     reset_signals();
     for (int i = 0; i < cfg->n_cgroup_proc_fds; i++) {
         CHECK(FB_STAGE_CGROUP, write_all(cfg->cgroup_proc_fds[i], "0", 1));
@@ -265,19 +266,22 @@ static void child_main(const struct fb_spawn_config *cfg) {
     report_and_exit(report_fd, FB_STAGE_EXEC, errno);
 }
 
+static int child_entry(void *arg) {
+    child_main((const struct fb_spawn_config *)arg);
+    _exit(127);
+}
+
 pid_t fb_spawn(const struct fb_spawn_config *cfg, int *pidfd_out) {
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
+    const size_t stack_size = 256 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -errno;
     int pidfd = -1;
-    args.flags = (cfg->clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    args.exit_signal = SIGCHLD;
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid < 0) return -errno;
-    if (pid == 0) {
-        child_main(cfg);
-        _exit(127);
-    }
+    int flags = (int)(cfg->clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
+    // The pidfd is stored through the parent_tid argument. This returns once the child has exec'd or exited.
+    pid_t pid = clone(child_entry, (char *)stack + stack_size, flags, (void *)cfg, &pidfd);
+    int err = errno;
+    munmap(stack, stack_size);
+    if (pid < 0) return -err;
     *pidfd_out = pidfd;
-    return (pid_t)pid;
+    return pid;
 }
