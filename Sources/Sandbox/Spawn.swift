@@ -14,6 +14,14 @@ public enum Sandbox {
     @discardableResult
     public static func prepareHost() -> CgroupHost { CgroupHost.current }
 
+    /// Whether faasbox-init (pid 1 of every sandbox) was found, for `faasbox doctor`.
+    public static var initBinaryStatus: String {
+        switch InitBinary.descriptor {
+        case .success: return "found"
+        case .failure(let error): return "missing: \(error)"
+        }
+    }
+
     /// Creates the cgroup, prepares the rootfs, clones the child into its namespaces and waits until it has
     /// exec'd the program (or failed a setup step). Throws with the failing step; leaves nothing behind then.
     public static func spawn(_ spec: SandboxSpec, cgroups: CgroupHost = .current) async throws(SandboxError) -> SandboxProcess {

@@ -1,10 +1,29 @@
 import ArgumentParser
+import Foundation
+import ImageRuntime
 import Sandbox
+import SystemSupport
 
 struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Report what this host supports and what faasbox will use.")
 
     func run() async throws {
-        print("cgroups: \(CgroupHost.current)")
+        var uts = utsname()
+        uname(&uts)
+        let release = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let filesystems = FileSystem.readProcFile("/proc/filesystems")
+        let userNamespaces = (try? String(contentsOfFile: "/proc/sys/user/max_user_namespaces", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        line("kernel", release)
+        line("cores", "\(ProcessInfo.processInfo.activeProcessorCount)")
+        line("cgroups", "\(Sandbox.prepareHost())")
+        line("overlayfs", filesystems.contains("\toverlay\n") ? "yes (instance rootfs: overlay over stored layers)" : "no")
+        line("seccomp", FileSystem.readProcFile("/proc/self/status").contains("Seccomp:") ? "yes (filter compiled with libseccomp)" : "no")
+        line("user namespaces", "max \(userNamespaces) (not used: faasbox runs as root)")
+        line("faasbox-init", Sandbox.initBinaryStatus)
+    }
+
+    private func line(_ name: String, _ value: String) {
+        print(name.padding(toLength: 17, withPad: " ", startingAt: 0) + value)
     }
 }
