@@ -69,16 +69,15 @@ public final class FunctionInstance: Sendable {
             if let e = error as? BootstrapError { throw e }
             throw .sandbox(error as! SandboxError)
         }
-        let instance = FunctionInstance(id: id, config: config, timings: timings, output: output, process: process,
-                                        rootfs: rootfs, group: group)
         do {
             try await output.attach(stdout: process.stdout, stderr: process.stderr, group: group)
             let execDone = clock.now
-            try await instance.waitUntilReady()
+            try await waitUntilReady(process, initTimeout: config.initTimeout)
             timings.initFunction = clock.now - execDone
             timings.coldstart = clock.now - begin
         } catch {
-            await instance.stop()
+            await process.stop()
+            rootfs.remove()
             await output.waitForEOF()
             switch error {
             case let e as BootstrapError:
@@ -112,10 +111,9 @@ public final class FunctionInstance: Sendable {
 
     /// Polls port 9000 in the instance's network namespace until it accepts, the process exits, or the
     /// init timeout passes. Starts at 0.2 ms between tries and backs off to 5 ms.
-    private func waitUntilReady() async throws {
-        let deadline = ContinuousClock.now + config.initTimeout
+    private static func waitUntilReady(_ process: SandboxProcess, initTimeout: Duration) async throws {
+        let deadline = ContinuousClock.now + initTimeout
         var pause = Duration.microseconds(200)
-        let process = self.process
         Task { _ = await process.wait() }  // so that an exit is noticed while polling
         while true {
             if let status = process.exitStatus { throw BootstrapError.exitedDuringInit(status, output: "") }
@@ -127,7 +125,7 @@ public final class FunctionInstance: Sendable {
                 if e.errno == .noSuchProcess { throw BootstrapError.exitedDuringInit(await process.wait(), output: "") }
                 if e.errno != .connectionRefused { throw BootstrapError.sandbox(error) }
             }
-            if ContinuousClock.now >= deadline { throw BootstrapError.initTimeout(config.initTimeout, output: "") }
+            if ContinuousClock.now >= deadline { throw BootstrapError.initTimeout(initTimeout, output: "") }
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(5))
         }

@@ -56,9 +56,8 @@ extension ImageStore {
             guard FileSystem.exists(path) else { return nil }
             layers.append(StoredLayer(diffID: diffID, path: path))
         }
-        var stats = PullStats()
-        stats.layersReused = layers.count
-        return PulledImage(source: path, manifestDigest: record.manifestDigest, config: record.config, layers: layers, stats: stats)
+        return PulledImage(source: path, manifestDigest: record.manifestDigest, config: record.config, layers: layers,
+                           stats: PullStats()).reused
     }
 
     /// Remembers a pulled image (its record, and its source's identity).
