@@ -1,3 +1,5 @@
+import Sandbox
+
 /// How one function runs: a value with the contract's defaults.
 public struct FunctionConfig: Sendable {
     public enum Kind: String, Sendable, CaseIterable { case web, event, job }
@@ -13,6 +15,8 @@ public struct FunctionConfig: Sendable {
     public var command: [String]?
     public var arguments: [String]?
     public var hostNetwork = false
+    /// The seccomp profile of the instances (nil: none); the default is modelled on Docker's.
+    public var seccompProfile: SeccompProfile? = .default
     public var version = SCFContract.defaultVersion
     public var namespace = SCFContract.defaultNamespace
 

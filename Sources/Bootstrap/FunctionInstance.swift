@@ -105,6 +105,7 @@ public final class FunctionInstance: Sendable {
         spec.workingDirectory = cwd
         spec.limits.memoryBytes = Int64(config.memoryMB) << 20
         spec.network = config.hostNetwork ? .host : .isolated
+        spec.seccomp = config.seccompProfile
         if let user = try ImageUser.resolve(runtime?.user ?? "", rootfs: rootfs.path) { spec.user = user }
         return spec
     }

@@ -38,6 +38,12 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Share the host's network namespace instead of an isolated one.")
     var hostNetwork = false
 
+    @Option(help: "A seccomp profile (JSON, as `faasbox seccomp-profile` prints the default) instead of the default.")
+    var seccompProfile: String?
+
+    @Flag(help: "Log what the seccomp profile would deny instead of denying it (kernel audit log / dmesg).")
+    var seccompLog = false
+
     @OptionGroup var state: StateOptions
 
     func validate() throws {
@@ -57,6 +63,12 @@ struct Run: AsyncParsableCommand {
         config.initTimeout = .milliseconds(Int64(initTimeout * 1000))
         config.timeout = .milliseconds(Int64(timeout * 1000))
         config.hostNetwork = hostNetwork
+        if let seccompProfile {
+            do {
+                config.seccompProfile = try JSONDecoder().decode(SeccompProfile.self, from: Data(contentsOf: URL(fileURLWithPath: seccompProfile)))
+            } catch { fail("--seccomp-profile \(seccompProfile): \(error)") }
+        }
+        if seccompLog { config.seccompProfile = config.seccompProfile?.loggingOnly }
         if let command { config.command = [command] }
         if !args.isEmpty { config.arguments = args }
         for entry in environment {

@@ -49,3 +49,27 @@ import TestSupport
         #expect(try Seccomp.program(for: .default).count % 8 == 0)
     }
 }
+
+@Suite struct CapabilityTests {
+    @Test func namesMapToTheKernelsNumbers() throws {
+        #expect(try Capabilities.number(named: "CAP_CHOWN") == 0)
+        #expect(try Capabilities.number(named: "net_bind_service") == 10)
+        #expect(try Capabilities.number(named: "CAP_CHECKPOINT_RESTORE") == 40)
+        #expect(Capabilities.name(of: 21) == "cap_sys_admin")
+        #expect(throws: SandboxError.self) { try Capabilities.number(named: "cap_fly") }
+    }
+
+    @Test func aKeptCapabilityIsTheOnlyOneInEverySet() async throws {
+        let rootfs = try BusyboxRootfs()
+        defer { rootfs.remove() }
+        var spec = rootfs.spec("grep -E 'Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status")
+        spec.capabilities = [try Capabilities.number(named: "NET_BIND_SERVICE")]
+        let process = try await Sandbox.spawn(spec)
+        _ = await process.wait()
+        let out = try process.readStdout()
+        await process.stop()
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            #expect(out.contains("\(set):\t0000000000000400\n"), "\(set) in \(out)")
+        }
+    }
+}
