@@ -38,9 +38,9 @@ enum Mounts {
     static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
     static let maskedPaths = [
         "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/proc/sysrq-trigger",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     ]
-    static let readOnlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"]
+    static let readOnlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
     static func steps(for spec: SandboxSpec) -> [MountStep] {
         let root = spec.rootfs

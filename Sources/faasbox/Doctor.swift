@@ -1,4 +1,5 @@
 import ArgumentParser
+import Executor
 import Foundation
 import ImageRuntime
 import Sandbox
@@ -7,7 +8,16 @@ import SystemSupport
 struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Report what this host supports and what faasbox will use.")
 
+    @Flag(help: "Run the isolation probe in a default sandbox and print HELD or BROKEN per property.")
+    var isolation = false
+
+    @Option(help: "The isolation probe image (scripts/build-images builds it).")
+    var probeImage = "build/images/isolation-probe.tar"
+
+    @OptionGroup var state: StateOptions
+
     func run() async throws {
+        if isolation { return try await runIsolation() }
         var uts = utsname()
         uname(&uts)
         let release = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -21,6 +31,17 @@ struct Doctor: AsyncParsableCommand {
         line("seccomp", FileSystem.readProcFile("/proc/self/status").contains("Seccomp:") ? "yes (filter compiled with libseccomp)" : "no")
         line("user namespaces", "max \(userNamespaces) (not used: faasbox runs as root)")
         line("faasbox-init", Sandbox.initBinaryStatus)
+    }
+
+    private func runIsolation() async throws {
+        let verdicts: [IsolationCheck.Verdict]
+        do {
+            verdicts = try await IsolationCheck.run(probeImage: probeImage, store: try ImageStore(root: state.stateDir))
+        } catch { fail("the isolation probe could not run: \(error)") }
+        for verdict in verdicts { print(verdict) }
+        let broken = verdicts.filter { !$0.held }.count
+        print("\(verdicts.count - broken) held, \(broken) broken")
+        if broken > 0 { throw ExitCode(1) }
     }
 
     private func line(_ name: String, _ value: String) {

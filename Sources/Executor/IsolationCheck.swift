@@ -1,0 +1,76 @@
+import Foundation
+import ImageRuntime
+import Sandbox
+import SystemSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `faasbox doctor --isolation`: runs the isolation probe (images/isolation-probe) in a sandbox made with the
+/// default spec and collects one verdict per property, plus what the host sees of it (the OOM report).
+public enum IsolationCheck {
+    public struct Verdict: Sendable, CustomStringConvertible {
+        public let held: Bool
+        public let property: String
+        public let detail: String
+        public var description: String { "\(held ? "HELD  " : "BROKEN") \(property): \(detail)" }
+    }
+
+    /// Runs the probe image; throws only when it cannot be run at all.
+    public static func run(probeImage: String, store: ImageStore) async throws -> [Verdict] {
+        let image = try await store.pull(probeImage)
+        let id = "isolation-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let rootfs = try store.composeRootfs(image, instanceID: id)
+        defer { rootfs.remove() }
+        let marker = "\(store.root)/.isolation-marker-\(id)"
+        FileManager.default.createFile(atPath: marker, contents: Data("host only".utf8))
+        defer { unlink(marker) }
+        let listener = try HostListener()
+        var spec = SandboxSpec(rootfs: rootfs.path, arguments: image.config.config?.entrypoint ?? ["/probe"],
+                               environment: ["PATH=/bin", "PROBE_MARKER=\(marker)", "PROBE_PORT=\(listener.port)"],
+                               instanceID: id)
+        // /tmp is a tmpfs whose pages count against the instance's memory: give the probe room to fill the
+        // 512 MB of /tmp before its memory bomb meets the limit.
+        spec.limits.memoryBytes = 768 << 20
+        let process = try await Sandbox.spawn(spec)
+        let stdout = process.stdout
+        let output = try await runBlocking { () throws(SystemCallError) -> [UInt8] in try stdout.readToEnd() }
+        _ = await process.wait()
+        let oom = process.cgroup.oomKilled()
+        await process.stop()
+        var verdicts = String(decoding: output, as: UTF8.self).split(separator: "\n").compactMap(parse)
+        verdicts.append(Verdict(held: oom, property: "memory bomb reported as OOM by the cgroup",
+                                detail: oom ? "oom_kill counted" : "no OOM kill recorded"))
+        return verdicts
+    }
+
+    static func parse(_ line: Substring) -> Verdict? {
+        guard let space = line.firstIndex(of: " "), let colon = line.range(of: ": ") else { return nil }
+        let word = line[..<space]
+        guard word == "HELD" || word == "BROKEN" else { return nil }
+        return Verdict(held: word == "HELD", property: String(line[line.index(after: space)..<colon.lowerBound]),
+                       detail: String(line[colon.upperBound...]))
+    }
+}
+
+/// A TCP listener on the host's 127.0.0.1 (an ephemeral port) that the sandbox must not reach.
+private final class HostListener {
+    let fd: OwnedFileDescriptor
+    let port: UInt16
+
+    init() throws {
+        let s = socket(AF_INET, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        if s < 0 { throw SystemCallError.current("socket") }
+        fd = OwnedFileDescriptor(.init(rawValue: s))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) == 0 && listen(s, 4) == 0 && getsockname(s, $0, &length) == 0 }
+        }
+        if !rc { throw SystemCallError.current("bind/listen", path: "127.0.0.1:0") }
+        port = UInt16(bigEndian: address.sin_port)
+    }
+}
