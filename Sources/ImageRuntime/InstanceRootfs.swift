@@ -5,8 +5,26 @@ import SystemSupport
 import Glibc
 #endif
 
+/// How instance root filesystems are made on this host.
+public enum RootfsMode: String, Sendable {
+    /// An overlay mount over the stored layers: nothing is copied.
+    case overlay
+    /// Where overlayfs is missing: the layers applied in order as hard links to the stored files (the rootfs
+    /// is read-only inside the sandbox, so the store's files cannot be changed through them).
+    case hardlinkFarm = "hardlink-farm"
+
+    /// overlay where the kernel has it, unless FAASBOX_ROOTFS=hardlink-farm asks otherwise.
+    public static let current: RootfsMode = {
+        if let forced = ProcessInfo.processInfo.environment["FAASBOX_ROOTFS"], let mode = RootfsMode(rawValue: forced) {
+            return mode
+        }
+        return FileSystem.readProcFile("/proc/filesystems").contains("\toverlay\n") ? .overlay : .hardlinkFarm
+    }()
+}
+
 /// The root filesystem of one instance: an overlay whose lower layers are the image's stored layers and whose
-/// upper and work directories are the instance's own, so starting an instance copies nothing.
+/// upper and work directories are the instance's own, so starting an instance copies nothing (or, without
+/// overlayfs, a hard-link farm of the layers).
 public final class InstanceRootfs: Sendable {
     /// The instance's directory: `rootfs/`, `upper/`, `work/` live in it.
     public let directory: String
@@ -19,13 +37,17 @@ public final class InstanceRootfs: Sendable {
         self.path = "\(directory)/rootfs"
     }
 
-    /// Mounts the overlay for `image` in a new directory `directory` (which must not exist yet).
-    public static func compose(_ image: PulledImage, in directory: String) throws(ImageError) -> InstanceRootfs {
+    /// Makes the rootfs for `image` in a new directory `directory` (which must not exist yet).
+    public static func compose(_ image: PulledImage, in directory: String, mode: RootfsMode = .current) throws(ImageError) -> InstanceRootfs {
         if image.layers.isEmpty { throw .malformed(what: "image \(image.source)", reason: "it has no layers") }
         let rootfs = InstanceRootfs(directory: directory)
         do {
             for sub in ["", "/rootfs", "/upper", "/work"] {
                 if mkdir(directory + sub, 0o755) != 0 { throw SystemCallError.current("mkdir", path: directory + sub) }
+            }
+            if mode == .hardlinkFarm {
+                try HardlinkFarm.apply(image.layers.map(\.path), into: rootfs.path)
+                return rootfs
             }
             // overlayfs lists the top layer first.
             let lower = image.layers.reversed().map { escape($0.path) }.joined(separator: ":")
@@ -53,7 +75,7 @@ public final class InstanceRootfs: Sendable {
     @discardableResult
     public func remove() -> SystemCallError? {
         guard removed.setOnce() else { return nil }
-        if umount2(path, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
+        if FileSystem.isMountPoint(path) && umount2(path, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
             return .current("umount2", path: path)
         }
         do { try FileSystem.removeTree(directory) } catch { return error }

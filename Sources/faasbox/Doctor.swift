@@ -27,7 +27,10 @@ struct Doctor: AsyncParsableCommand {
         line("kernel", release)
         line("cores", "\(ProcessInfo.processInfo.activeProcessorCount)")
         line("cgroups", "\(Sandbox.prepareHost())")
-        line("overlayfs", filesystems.contains("\toverlay\n") ? "yes (instance rootfs: overlay over stored layers)" : "no")
+        line("overlayfs", filesystems.contains("\toverlay\n") ? "yes" : "no")
+        line("instance rootfs", RootfsMode.current == .overlay
+            ? "overlay over the stored layers (nothing copied)"
+            : "hard-link farm of the stored layers (no overlayfs, or FAASBOX_ROOTFS=hardlink-farm)")
         line("seccomp", FileSystem.readProcFile("/proc/self/status").contains("Seccomp:") ? "yes (filter compiled with libseccomp)" : "no")
         line("user namespaces", "max \(userNamespaces) (not used: faasbox runs as root)")
         line("faasbox-init", Sandbox.initBinaryStatus)

@@ -20,6 +20,11 @@ import TestSupport
         let differences = ours.differences(to: theirs).filter { !$0.hasPrefix(".: ") }  // the root dir's own mode
         #expect(differences.isEmpty, "\(differences.prefix(20).joined(separator: "\n"))")
         #expect(ours.entries.count > 1)
+        // The fallback for hosts without overlayfs gives the same tree.
+        let farm = try InstanceRootfs.compose(image, in: store.instanceDirectory("farm-\(UUID().uuidString.prefix(8))"), mode: .hardlinkFarm)
+        defer { farm.remove() }
+        let farmDifferences = try TreeSnapshot(farm.path).differences(to: theirs).filter { !$0.hasPrefix(".: ") }
+        #expect(farmDifferences.isEmpty, "hard-link farm: \(farmDifferences.prefix(20).joined(separator: "\n"))")
     }
 
     @Test func theUmociBuiltSampleMatchesUmociUnpack() async throws {

@@ -31,6 +31,28 @@ import TestSupport
         #expect(fm.fileExists(atPath: "\(image.layers[0].path)/etc/gone"))
     }
 
+    /// Without overlayfs, the hard-link farm must give exactly the tree the overlay gives.
+    @Test func theHardlinkFarmComposesTheSameTreeAsTheOverlay() async throws {
+        try OCIArchiveBuilder(layers: [
+            .init([.dir("etc"), .file("etc/keep", "lower"), .file("etc/gone", "lower"), .dir("opaque"),
+                   .file("opaque/old", "lower"), .file("replaced", "lower-file"), .symlink("link-then-dir", to: "/etc")]),
+            .init([.file("etc/.wh.gone", ""), .file("opaque/.wh..wh..opq", ""), .file("opaque/new", "upper"),
+                   .symlink("replaced", to: "etc/keep"), .dir("link-then-dir"), .file("link-then-dir/f", "x"),
+                   .hardlink("etc/keep-link", to: "opaque/new")]),
+        ]).write(to: "\(dir)/img.tar")
+        let store = try ImageStore(root: "\(dir)/state")
+        let image = try await store.pull("\(dir)/img.tar")
+        let overlay = try InstanceRootfs.compose(image, in: store.instanceDirectory("ov"), mode: .overlay)
+        defer { overlay.remove() }
+        let farm = try InstanceRootfs.compose(image, in: store.instanceDirectory("farm"), mode: .hardlinkFarm)
+        #expect(!FileSystem.isMountPoint(farm.path))
+        let differences = try TreeSnapshot(overlay.path).differences(to: TreeSnapshot(farm.path))
+        #expect(differences.isEmpty, "\(differences)")
+        #expect(farm.remove() == nil)
+        #expect(try String(contentsOfFile: "\(image.layers[1].path)/opaque/new", encoding: .utf8) == "upper",
+                "removing the farm leaves the store's files")
+    }
+
     @Test func removingTheRootfsUnmountsAndDeletesIt() async throws {
         try OCIArchiveBuilder(layers: [.init([.file("a", "1")])]).write(to: "\(dir)/img.tar")
         let store = try ImageStore(root: "\(dir)/state")
