@@ -62,6 +62,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // scripts/fuzz builds this with libFuzzer; a plain build replays inputs given as files.
+        .executableTarget(name: "faasbox-fuzz", dependencies: ["ImageRuntime"], path: "Sources/faasbox-fuzz"),
         .executableTarget(
             name: "faasbox",
             dependencies: [
