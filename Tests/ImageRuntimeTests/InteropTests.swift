@@ -75,4 +75,19 @@ import TestSupport
         let store = try ImageStore(root: "\(dir)/state")
         #expect(try await store.pull(archive).layers.count == 2)
     }
+
+    /// `podman save --format oci-archive` of an image podman made itself (podman import of the sample's tree).
+    @Test func aPodmanSavedImageMatchesUmociUnpack() async throws {
+        let layout = "\(dir)/layout"
+        try shell(["skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci:\(layout):base"])
+        try shell(["umoci", "unpack", "--image", "\(layout):base", "\(dir)/bundle"])
+        try shell(["tar", "-C", "\(dir)/bundle/rootfs", "-cf", "\(dir)/root.tar", "."])
+        let name = "localhost/faasbox-interop-\(UUID().uuidString.prefix(8).lowercased()):v1"
+        try shell(["podman", "import", "--quiet", "\(dir)/root.tar", name])
+        defer { _ = try? shell(["podman", "rmi", "--force", name]) }
+        let archive = "\(dir)/podman.tar"
+        try shell(["podman", "save", "--quiet", "--format", "oci-archive", "-o", archive, name])
+        try shell(["skopeo", "copy", "--quiet", "oci-archive:\(archive)", "oci:\(layout):podman"])
+        try await compare(archive: archive, layout: layout, tag: "podman")
+    }
 }
