@@ -1,3 +1,4 @@
+import CSandbox
 import Foundation
 import Testing
 import TestSupport
@@ -47,6 +48,27 @@ import TestSupport
         var st = stat()
         #expect(lstat("\(image.layers[0].path)/dev-null-copy", &st) == 0)
         #expect(st.st_mode & S_IFMT == S_IFIFO)
+    }
+
+    @Test func longNamesDeviceNodesAndXattrsAreUnpacked() async throws {
+        let longDir = (0..<12).map { "directory-\($0)-with-a-long-name" }.joined(separator: "/")  // ~ 380 bytes
+        var tagged = TestEntry.file("tagged", "x")
+        tagged.xattrs = ["user.faasbox": "kept"]
+        try OCIArchiveBuilder(layers: [.init([
+            .file("\(longDir)/file-with-a-name-that-is-longer-than-one-hundred-bytes-\(String(repeating: "x", count: 80))", "deep"),
+            .charDevice("null", major: 1, minor: 3), tagged,
+        ])]).write(to: "\(dir)/names.tar")
+        let image = try await ImageStore(root: "\(dir)/state").pull("\(dir)/names.tar")
+        let root = image.layers[0].path
+        let deep = "\(root)/\(longDir)/file-with-a-name-that-is-longer-than-one-hundred-bytes-\(String(repeating: "x", count: 80))"
+        #expect(try String(contentsOfFile: deep, encoding: .utf8) == "deep")
+        var st = stat()
+        #expect(lstat("\(root)/null", &st) == 0 && st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0x103)  // makedev(1, 3)
+        var value = [UInt8](repeating: 0, count: 16)
+        let fd = open("\(root)/tagged", O_RDONLY)
+        defer { close(fd) }
+        let n = fb_fgetxattr(fd, "user.faasbox", &value, UInt(value.count))
+        #expect(n == 4 && String(decoding: value[0..<4], as: UTF8.self) == "kept")
     }
 
     /// kill -9 of a pull mid-unpack leaves only a temporary directory, which the next store removes; the

@@ -4,18 +4,22 @@ import Foundation
 
 /// One entry of a test layer.
 public struct TestEntry: Sendable {
-    public enum Kind: Sendable { case file([UInt8]), directory, symlink(String), hardlink(String), fifo }
+    public enum Kind: Sendable { case file([UInt8]), directory, symlink(String), hardlink(String), fifo, charDevice(major: Int, minor: Int) }
     public var path: String
     public var kind: Kind
     public var mode: UInt32
     public var uid: Int64 = 0
     public var gid: Int64 = 0
+    public var xattrs: [String: String] = [:]
 
     public static func file(_ path: String, _ text: String, mode: UInt32 = 0o644) -> TestEntry {
         TestEntry(path: path, kind: .file(Array(text.utf8)), mode: mode)
     }
     public static func file(_ path: String, bytes: [UInt8], mode: UInt32 = 0o755) -> TestEntry {
         TestEntry(path: path, kind: .file(bytes), mode: mode)
+    }
+    public static func charDevice(_ path: String, major: Int, minor: Int) -> TestEntry {
+        TestEntry(path: path, kind: .charDevice(major: major, minor: minor), mode: 0o666)
     }
     public static func fifo(_ path: String) -> TestEntry { TestEntry(path: path, kind: .fifo, mode: 0o644) }
     public static func dir(_ path: String, mode: UInt32 = 0o755) -> TestEntry { TestEntry(path: path, kind: .directory, mode: mode) }
@@ -165,6 +169,13 @@ public struct OCIArchiveBuilder {
                     archive_entry_set_filetype(entry, 0o100000)
                     archive_entry_set_hardlink(entry, target)
                 case .fifo: archive_entry_set_filetype(entry, 0o010000)
+                case .charDevice(let major, let minor):
+                    archive_entry_set_filetype(entry, 0o020000)
+                    archive_entry_set_rdevmajor(entry, dev_t(major))
+                    archive_entry_set_rdevminor(entry, dev_t(minor))
+                }
+                for (name, value) in e.xattrs {
+                    _ = value.withCString { archive_entry_xattr_add_entry(entry, name, $0, strlen($0)) }
                 }
                 guard archive_write_header(a, entry) == ARCHIVE_OK else { throw BuildError.libarchive(String(cString: archive_error_string(a))) }
                 if !data.isEmpty { _ = data.withUnsafeBytes { archive_write_data(a, $0.baseAddress, $0.count) } }
