@@ -25,7 +25,9 @@ let package = Package(
         .systemLibrary(name: "CCap", path: "Sources/CCap"),
         .target(name: "CSandbox", path: "Sources/CSandbox"),
         // pid 1 of every sandbox: static, because it runs inside images that have no libc.
-        .executableTarget(name: "faasbox-init", path: "Sources/faasbox-init", linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xclang-linker", "-static"])]),
+        .executableTarget(
+            name: "faasbox-init", path: "Sources/faasbox-init",
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xclang-linker", "-static"])]),
         .target(
             name: "SystemSupport",
             dependencies: ["CSandbox", .product(name: "SystemPackage", package: "swift-system")]
@@ -82,7 +84,8 @@ let package = Package(
         .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "Sandbox", "TestSupport"]),
         .testTarget(name: "ExecutorTests", dependencies: ["Executor", "TestSupport"]),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport"]),
+            name: "EndToEndTests",
+            dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,7 +3,7 @@ import ImageRuntime
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Which program starts the function: the config's command/args, else the image's Entrypoint + Cmd, else

@@ -7,7 +7,7 @@ import Sandbox
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One function instance: an image's rootfs, a sandbox running its bootstrap, and the way to talk to it.
@@ -22,8 +22,10 @@ public final class FunctionInstance: Sendable {
     private let group: EventLoopGroup
     private let stopped = AtomicFlag()
 
-    init(id: String, config: FunctionConfig, timings: PhaseTimings, output: OutputCollector, process: SandboxProcess,
-         rootfs: InstanceRootfs, group: EventLoopGroup) {
+    init(
+        id: String, config: FunctionConfig, timings: PhaseTimings, output: OutputCollector, process: SandboxProcess,
+        rootfs: InstanceRootfs, group: EventLoopGroup
+    ) {
         self.id = id
         self.config = config
         self.timings = timings
@@ -91,17 +93,22 @@ public final class FunctionInstance: Sendable {
             }
         }
         logger.debug("instance ready", metadata: ["instance": "\(id)", "coldstart-ms": "\(timings.coldstart.milliseconds)"])
-        return FunctionInstance(id: id, config: config, timings: timings, output: output, process: process,
-                                rootfs: rootfs, group: group)
+        return FunctionInstance(
+            id: id, config: config, timings: timings, output: output, process: process,
+            rootfs: rootfs, group: group)
     }
 
-    private static func sandboxSpec(id: String, config: FunctionConfig, image: PulledImage, rootfs: InstanceRootfs,
-                                    reference: String) throws(BootstrapError) -> SandboxSpec {
+    private static func sandboxSpec(
+        id: String, config: FunctionConfig, image: PulledImage, rootfs: InstanceRootfs,
+        reference: String
+    ) throws(BootstrapError) -> SandboxSpec {
         let runtime = image.config.config
-        let (arguments, cwd) = try BootstrapCommand.resolve(config: config, image: runtime, rootfs: rootfs.path,
-                                                            imageName: reference)
-        var spec = SandboxSpec(rootfs: rootfs.path, arguments: arguments,
-                               environment: config.environment(imageEnv: runtime?.env ?? []), instanceID: id)
+        let (arguments, cwd) = try BootstrapCommand.resolve(
+            config: config, image: runtime, rootfs: rootfs.path,
+            imageName: reference)
+        var spec = SandboxSpec(
+            rootfs: rootfs.path, arguments: arguments,
+            environment: config.environment(imageEnv: runtime?.env ?? []), instanceID: id)
         spec.workingDirectory = cwd
         spec.limits.memoryBytes = Int64(config.memoryMB) << 20
         spec.network = config.hostNetwork ? .host : .isolated
@@ -133,7 +140,9 @@ public final class FunctionInstance: Sendable {
     }
 
     /// Forwards an HTTP request to the function's port 9000, with the contract's X-Scf-* headers.
-    public func invoke(_ request: HTTPRequest, requestID: String, maxResponseBytes: Int = 6 << 20) async throws(BootstrapError) -> HTTPResponse {
+    public func invoke(_ request: HTTPRequest, requestID: String, maxResponseBytes: Int = 6 << 20) async throws(BootstrapError)
+        -> HTTPResponse
+    {
         let headers = [
             ("X-Scf-Request-Id", requestID), ("X-Scf-Memory", "\(config.memoryMB)"),
             ("X-Scf-Timeout", "\(config.timeout.components.seconds * 1000)"), ("X-Scf-Version", config.version),
@@ -142,8 +151,9 @@ public final class FunctionInstance: Sendable {
         ]
         do {
             let socket = try process.connect(port: SCFContract.functionPort)
-            return try await HTTPForwarder.send(request, over: socket, group: group, extraHeaders: headers,
-                                                maxBody: maxResponseBytes)
+            return try await HTTPForwarder.send(
+                request, over: socket, group: group, extraHeaders: headers,
+                maxBody: maxResponseBytes)
         } catch let error as BootstrapError {
             throw error
         } catch {
@@ -154,7 +164,8 @@ public final class FunctionInstance: Sendable {
 
     /// `invoke` bounded by the function's timeout: past it the instance is killed (so the call returns) and
     /// `.timedOut` is thrown; the instance is then stopped and must not be reused.
-    public func invoke(_ request: HTTPRequest, requestID: String, timeout: Duration) async throws(BootstrapError) -> HTTPResponse {
+    public func invoke(_ request: HTTPRequest, requestID: String, timeout: Duration) async throws(BootstrapError) -> HTTPResponse
+    {
         do {
             return try await withThrowingTaskGroup(of: HTTPResponse?.self) { group in
                 group.addTask { try await self.invoke(request, requestID: requestID) }

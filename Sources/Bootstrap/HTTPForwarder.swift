@@ -4,7 +4,7 @@ import NIOPosix
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An HTTP request to a function instance, and its answer.
@@ -42,8 +42,10 @@ public struct HTTPResponse: Sendable {
 
 /// Sends one request over a connected socket with SwiftNIO's HTTP/1.1 codec and collects the response.
 enum HTTPForwarder {
-    static func send(_ request: HTTPRequest, over socket: OwnedFileDescriptor, group: EventLoopGroup,
-                     extraHeaders: [(String, String)], maxBody: Int) async throws -> HTTPResponse {
+    static func send(
+        _ request: HTTPRequest, over socket: OwnedFileDescriptor, group: EventLoopGroup,
+        extraHeaders: [(String, String)], maxBody: Int
+    ) async throws -> HTTPResponse {
         let fd = fcntl(socket.rawValue, F_DUPFD_CLOEXEC, 0)
         if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
         let channel = try await ClientBootstrap(group: group).withConnectedSocket(fd) { channel in
@@ -57,8 +59,9 @@ enum HTTPForwarder {
             for (name, value) in extraHeaders { headers.replaceOrAdd(name: name, value: value) }
             if !headers.contains(name: "Host") { headers.add(name: "Host", value: "127.0.0.1:\(SCFContract.functionPort)") }
             headers.replaceOrAdd(name: "Content-Length", value: "\(request.body.count)")
-            let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method),
-                                       uri: request.target, headers: headers)
+            let head = HTTPRequestHead(
+                version: .http1_1, method: HTTPMethod(rawValue: request.method),
+                uri: request.target, headers: headers)
             try await outbound.write(.head(head))
             if !request.body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: request.body)))) }
             try await outbound.write(.end(nil))

@@ -3,7 +3,7 @@ import Sandbox
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The image config's `User` ("name", "uid", "name:group", "uid:gid"…) as ids, names looked up in the

@@ -4,7 +4,7 @@ import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Collects a sandboxed program's stdout and stderr as lines, on NIO's event loops (no thread per pipe).

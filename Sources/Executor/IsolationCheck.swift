@@ -4,7 +4,7 @@ import Sandbox
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `faasbox doctor --isolation`: runs the isolation probe (images/isolation-probe) in a sandbox made with the
@@ -27,9 +27,10 @@ public enum IsolationCheck {
         FileManager.default.createFile(atPath: marker, contents: Data("host only".utf8))
         defer { unlink(marker) }
         let listener = try HostListener()
-        var spec = SandboxSpec(rootfs: rootfs.path, arguments: image.config.config?.entrypoint ?? ["/probe"],
-                               environment: ["PATH=/bin", "PROBE_MARKER=\(marker)", "PROBE_PORT=\(listener.port)"],
-                               instanceID: id)
+        var spec = SandboxSpec(
+            rootfs: rootfs.path, arguments: image.config.config?.entrypoint ?? ["/probe"],
+            environment: ["PATH=/bin", "PROBE_MARKER=\(marker)", "PROBE_PORT=\(listener.port)"],
+            instanceID: id)
         // /tmp is a tmpfs whose pages count against the instance's memory: give the probe room to fill the
         // 512 MB of /tmp before its memory bomb meets the limit.
         spec.limits.memoryBytes = 768 << 20
@@ -40,8 +41,10 @@ public enum IsolationCheck {
         let oom = process.cgroup.oomKilled()
         await process.stop()
         var verdicts = String(decoding: output, as: UTF8.self).split(separator: "\n").compactMap(parse)
-        verdicts.append(Verdict(held: oom, property: "memory bomb reported as OOM by the cgroup",
-                                detail: oom ? "oom_kill counted" : "no OOM kill recorded"))
+        verdicts.append(
+            Verdict(
+                held: oom, property: "memory bomb reported as OOM by the cgroup",
+                detail: oom ? "oom_kill counted" : "no OOM kill recorded"))
         return verdicts
     }
 
@@ -49,8 +52,9 @@ public enum IsolationCheck {
         guard let space = line.firstIndex(of: " "), let colon = line.range(of: ": ") else { return nil }
         let word = line[..<space]
         guard word == "HELD" || word == "BROKEN" else { return nil }
-        return Verdict(held: word == "HELD", property: String(line[line.index(after: space)..<colon.lowerBound]),
-                       detail: String(line[colon.upperBound...]))
+        return Verdict(
+            held: word == "HELD", property: String(line[line.index(after: space)..<colon.lowerBound]),
+            detail: String(line[colon.upperBound...]))
     }
 }
 
@@ -68,7 +72,9 @@ private final class HostListener {
         address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let rc = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) == 0 && listen(s, 4) == 0 && getsockname(s, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(s, $0, length) == 0 && listen(s, 4) == 0 && getsockname(s, $0, &length) == 0
+            }
         }
         if !rc { throw SystemCallError.current("bind/listen", path: "127.0.0.1:0") }
         port = UInt16(bigEndian: address.sin_port)

@@ -44,12 +44,15 @@ public struct OneShotRun: Sendable {
         let peak = instance.maxMemoryUsed
         await instance.stop(grace: stopGrace)
         await instance.output.waitForEOF()
-        return Result(requestID: requestID, response: response, timings: instance.timings,
-                      logLines: Self.logLines(requestID, instance: instance, duration: duration, peak: peak, memoryMB: config.memoryMB),
-                      initReport: LogFormat.initReport(requestID, instance.timings))
+        return Result(
+            requestID: requestID, response: response, timings: instance.timings,
+            logLines: Self.logLines(requestID, instance: instance, duration: duration, peak: peak, memoryMB: config.memoryMB),
+            initReport: LogFormat.initReport(requestID, instance.timings))
     }
 
-    static func logLines(_ requestID: String, instance: FunctionInstance, duration: Duration, peak: Int64?, memoryMB: Int) -> [String] {
+    static func logLines(_ requestID: String, instance: FunctionInstance, duration: Duration, peak: Int64?, memoryMB: Int)
+        -> [String]
+    {
         var lines = [LogFormat.start(requestID)]
         lines += instance.output.snapshot.map(\.text)
         lines.append(LogFormat.end(requestID))

@@ -2,7 +2,7 @@ import CArchive
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where an archive reader gets its bytes from. Sources may hash and count what passes through them.

@@ -17,7 +17,7 @@ public struct Digest: Sendable, Hashable, CustomStringConvertible {
         }
         let hex = String(string[string.index(after: colon)...])
         guard hex.utf8.count == algorithm.hexLength,
-              hex.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) })
+            hex.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) })
         else { throw .invalidDigest(string) }
         self.algorithm = algorithm
         self.hex = hex

@@ -9,8 +9,10 @@ enum DockerArchive {
         var Layers: [String]
     }
 
-    static func synthesizeIndex(_ manifestJSON: [UInt8], blobs: [String: (digest: Digest, size: Int64)],
-                                store: BlobDirectory, archive: String) throws(ImageError) -> [UInt8] {
+    static func synthesizeIndex(
+        _ manifestJSON: [UInt8], blobs: [String: (digest: Digest, size: Int64)],
+        store: BlobDirectory, archive: String
+    ) throws(ImageError) -> [UInt8] {
         let entries: [Entry]
         do { entries = try JSONDecoder().decode([Entry].self, from: Data(manifestJSON)) } catch {
             throw .malformed(what: "manifest.json of \(archive)", reason: "\(error)")
@@ -29,9 +31,10 @@ enum DockerArchive {
                 let layer = try blob(name)
                 return Descriptor(mediaType: MediaType.ociLayerTar, digest: layer.digest.description, size: layer.size)
             }
-            let manifest = Manifest(schemaVersion: 2, mediaType: MediaType.ociManifest,
-                                    config: Descriptor(mediaType: MediaType.dockerConfig, digest: config.digest.description, size: config.size),
-                                    layers: layers)
+            let manifest = Manifest(
+                schemaVersion: 2, mediaType: MediaType.ociManifest,
+                config: Descriptor(mediaType: MediaType.dockerConfig, digest: config.digest.description, size: config.size),
+                layers: layers)
             let bytes: [UInt8]
             do { bytes = [UInt8](try JSONEncoder().encode(manifest)) } catch {
                 throw .malformed(what: "manifest of \(archive)", reason: "\(error)")
@@ -41,12 +44,19 @@ enum DockerArchive {
             for tag in tags {
                 // "name:tag" is selectable as PATH:tag (the part after the last colon) and by its full name.
                 var annotations: [String: String]?
-                if let tag { annotations = [Descriptor.refNameAnnotation: String(tag.split(separator: ":").last ?? Substring(tag))] }
-                descriptors.append(Descriptor(mediaType: MediaType.ociManifest, digest: digest.description,
-                                              size: Int64(bytes.count), annotations: annotations))
+                if let tag {
+                    annotations = [Descriptor.refNameAnnotation: String(tag.split(separator: ":").last ?? Substring(tag))]
+                }
+                descriptors.append(
+                    Descriptor(
+                        mediaType: MediaType.ociManifest, digest: digest.description,
+                        size: Int64(bytes.count), annotations: annotations))
             }
         }
-        do { return [UInt8](try JSONEncoder().encode(Index(schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: descriptors))) } catch {
+        do {
+            return [UInt8](
+                try JSONEncoder().encode(Index(schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: descriptors)))
+        } catch {
             throw .malformed(what: "index of \(archive)", reason: "\(error)")
         }
     }

@@ -4,7 +4,7 @@ import Logging
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Entry points for the fuzz target (Sources/faasbox-fuzz): the parsers fed arbitrary bytes. Each must end
@@ -33,9 +33,11 @@ package enum FuzzEntryPoints {
         limits.maxTotalBytes = 64 << 20
         limits.maxEntries = 10_000
         do {
-            let stream = try LayerStream(fd: fd, label: "fuzz", verifyCompressed: .sha256, diffIDAlgorithm: .sha256,
-                                         limits: limits, bytesBudget: limits.maxTotalBytes)
-            let unpacker = try LayerUnpacker(directory: dir, limits: limits, logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
+            let stream = try LayerStream(
+                fd: fd, label: "fuzz", verifyCompressed: .sha256, diffIDAlgorithm: .sha256,
+                limits: limits, bytesBudget: limits.maxTotalBytes)
+            let unpacker = try LayerUnpacker(
+                directory: dir, limits: limits, logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
             try unpacker.unpack(stream.tar, entryBudget: limits.maxEntries)
             _ = try stream.finish()
         } catch {}

@@ -3,7 +3,7 @@ import Foundation
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Applies stored layers (in overlayfs form) in order into a directory, the way an overlay mount would show

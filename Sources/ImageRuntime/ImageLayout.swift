@@ -2,7 +2,7 @@ import Foundation
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An OCI image layout made readable: index.json in memory, and a path for every blob. Blobs of an
@@ -32,7 +32,9 @@ struct ImageLayout {
             throw .sizeMismatch(blob: descriptor.digest, expected: descriptor.size, actual: Int64(bytes.count))
         }
         let actual = Hasher.digest(of: bytes, digest.algorithm)
-        if actual != digest { throw .digestMismatch(blob: descriptor.digest, expected: digest.description, actual: actual.description) }
+        if actual != digest {
+            throw .digestMismatch(blob: descriptor.digest, expected: digest.description, actual: actual.description)
+        }
         return bytes
     }
 
@@ -57,7 +59,8 @@ struct ImageLayout {
     }
 
     /// Streams an `oci-archive` tarball once: small files kept in memory, blobs copied into the store.
-    private static func openArchive(_ path: String, store: BlobDirectory, limits: UnpackLimits) throws(ImageError) -> ImageLayout {
+    private static func openArchive(_ path: String, store: BlobDirectory, limits: UnpackLimits) throws(ImageError) -> ImageLayout
+    {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw .system(.current("open", path: path)) }
         defer { close(fd) }
@@ -135,7 +138,9 @@ struct BlobDirectory {
             try copy(from: reader, to: tmp, hasher: &hasher)
             let digest = hasher.finalize()
             try createAlgorithmDirectory(.sha256)
-            if rename(tmp, "\(path)/sha256/\(digest.hex)") != 0 { throw ImageError.system(.current("rename", path: "\(archive):\(name)")) }
+            if rename(tmp, "\(path)/sha256/\(digest.hex)") != 0 {
+                throw ImageError.system(.current("rename", path: "\(archive):\(name)"))
+            }
             return digest
         } catch {
             unlink(tmp)
@@ -192,8 +197,9 @@ struct BlobDirectory {
             try copy(from: reader, to: tmp, hasher: &hasher)
             let actual = hasher.finalize()
             if actual != digest {
-                throw ImageError.digestMismatch(blob: "\(archive):blobs/\(digest.algorithm)/\(digest.hex)",
-                                                expected: digest.description, actual: actual.description)
+                throw ImageError.digestMismatch(
+                    blob: "\(archive):blobs/\(digest.algorithm)/\(digest.hex)",
+                    expected: digest.description, actual: actual.description)
             }
             if rename(tmp, final) != 0 { throw ImageError.system(.current("rename", path: final)) }
         } catch {

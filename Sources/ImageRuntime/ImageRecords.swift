@@ -3,7 +3,7 @@ import Foundation
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What the store remembers of a pulled image: enough to skip re-reading an unchanged archive (a stored
@@ -30,7 +30,8 @@ extension ImageStore {
         if (st.st_mode & S_IFMT) == S_IFDIR {
             guard stat("\(path)/index.json", &st) == 0 else { return nil }
         }
-        return "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec):\(tag ?? "")"
+        return
+            "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec):\(tag ?? "")"
     }
 
     private func sourceFile(_ key: String) -> String {
@@ -46,8 +47,8 @@ extension ImageStore {
         guard let digestBytes = try? FileSystem.read(sourceFile(key), limit: 256) else { return nil }
         let manifestDigest = String(decoding: digestBytes, as: UTF8.self)
         guard let bytes = try? FileSystem.read(recordFile(manifestDigest)),
-              let record = try? JSONDecoder().decode(ImageRecord.self, from: Data(bytes)),
-              record.sourceKey == key
+            let record = try? JSONDecoder().decode(ImageRecord.self, from: Data(bytes)),
+            record.sourceKey == key
         else { return nil }
         var layers: [StoredLayer] = []
         for diffID in record.diffIDs {
@@ -56,14 +57,17 @@ extension ImageStore {
             guard FileSystem.exists(path) else { return nil }
             layers.append(StoredLayer(diffID: diffID, path: path))
         }
-        return PulledImage(source: path, manifestDigest: record.manifestDigest, config: record.config, layers: layers,
-                           stats: PullStats()).reused
+        return PulledImage(
+            source: path, manifestDigest: record.manifestDigest, config: record.config, layers: layers,
+            stats: PullStats()
+        ).reused
     }
 
     /// Remembers a pulled image (its record, and its source's identity).
     func remember(_ image: PulledImage, tag: String?, key: String?) throws(ImageError) {
-        let record = ImageRecord(source: image.source, tag: tag, manifestDigest: image.manifestDigest, config: image.config,
-                                 diffIDs: image.layers.map(\.diffID), pulledAt: Date(), sourceKey: key ?? "")
+        let record = ImageRecord(
+            source: image.source, tag: tag, manifestDigest: image.manifestDigest, config: image.config,
+            diffIDs: image.layers.map(\.diffID), pulledAt: Date(), sourceKey: key ?? "")
         do {
             try FileSystem.createDirectory(sourcesDirectory)
             let encoder = JSONEncoder()
@@ -86,7 +90,9 @@ extension ImageStore {
     public func images() -> [ImageRecord] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: recordsDirectory)) ?? []
         return names.filter { $0.hasSuffix(".json") }.compactMap { name in
-            (try? FileSystem.read("\(recordsDirectory)/\(name)")).flatMap { try? JSONDecoder().decode(ImageRecord.self, from: Data($0)) }
+            (try? FileSystem.read("\(recordsDirectory)/\(name)")).flatMap {
+                try? JSONDecoder().decode(ImageRecord.self, from: Data($0))
+            }
         }.sorted { $0.pulledAt > $1.pulledAt }
     }
 
@@ -131,10 +137,12 @@ extension ImageStore {
     private func isReferencedBlob(_ hex: String, records: [ImageRecord]) -> Bool {
         for record in records {
             guard let digest = try? Digest(parsing: record.manifestDigest),
-                  let bytes = try? FileSystem.read("\(blobs.path)/sha256/\(digest.hex)"),
-                  let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(bytes))
+                let bytes = try? FileSystem.read("\(blobs.path)/sha256/\(digest.hex)"),
+                let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(bytes))
             else { continue }
-            if manifest.config.digest.hasSuffix(hex) || manifest.layers.contains(where: { $0.digest.hasSuffix(hex) }) { return true }
+            if manifest.config.digest.hasSuffix(hex) || manifest.layers.contains(where: { $0.digest.hasSuffix(hex) }) {
+                return true
+            }
         }
         return false
     }

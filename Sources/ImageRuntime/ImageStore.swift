@@ -1,11 +1,11 @@
 import Dispatch
 import Foundation
-import Synchronization
 import Logging
+import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One layer of a pulled image, unpacked in the store.
@@ -52,13 +52,17 @@ public final class ImageStore: Sendable {
     var blobs: BlobDirectory { BlobDirectory(path: "\(root)/blobs") }
     var layersDirectory: String { "\(root)/layers" }
 
-    public init(root: String, limits: UnpackLimits = UnpackLimits(), logger: Logger = Logger(label: "faasbox.image")) throws(ImageError) {
+    public init(root: String, limits: UnpackLimits = UnpackLimits(), logger: Logger = Logger(label: "faasbox.image"))
+        throws(ImageError)
+    {
         self.root = root
         self.limits = limits
         self.logger = logger
         do {
-            for dir in ["\(root)/blobs/sha256", "\(root)/layers/sha256", "\(root)/layers/sha512", "\(root)/instances",
-                        "\(root)/images/sources"] {
+            for dir in [
+                "\(root)/blobs/sha256", "\(root)/layers/sha256", "\(root)/layers/sha512", "\(root)/instances",
+                "\(root)/images/sources",
+            ] {
                 try FileSystem.createDirectory(dir)
             }
         } catch { throw .system(error) }
@@ -89,7 +93,8 @@ public final class ImageStore: Sendable {
     private func pullFresh(path: String, tag: String?) throws(ImageError) -> PulledImage {
         let layout = try ImageLayout.open(path: path, store: blobs, limits: limits)
         let manifestDescriptor = try ManifestSelector(layout: layout, limits: limits).select(tag: tag)
-        let manifest: Manifest = try decode(layout.readBlob(manifestDescriptor, limits: limits), "manifest \(manifestDescriptor.digest)")
+        let manifest: Manifest = try decode(
+            layout.readBlob(manifestDescriptor, limits: limits), "manifest \(manifestDescriptor.digest)")
         guard MediaType.configs.contains(manifest.config.mediaType) else {
             throw .unsupportedMediaType(manifest.config.mediaType, digest: manifest.config.digest)
         }
@@ -122,7 +127,9 @@ public final class ImageStore: Sendable {
 
     /// Unpacks the missing layers of one image in parallel (one per core at most). Each layer may use the
     /// image's whole budget; the sum is checked once all are done.
-    private func ensureLayers(_ pairs: [(Descriptor, String)], layout: ImageLayout) throws(ImageError) -> ([StoredLayer], PullStats) {
+    private func ensureLayers(_ pairs: [(Descriptor, String)], layout: ImageLayout) throws(ImageError) -> (
+        [StoredLayer], PullStats
+    ) {
         let results = Mutex<[Int: Result<(StoredLayer, PullStats), ImageError>]>([:])
         DispatchQueue.concurrentPerform(iterations: pairs.count) { i in
             var stats = PullStats()
@@ -146,12 +153,15 @@ public final class ImageStore: Sendable {
             total.layersUnpacked += stats.layersUnpacked
         }
         if total.bytesUnpacked > limits.maxTotalBytes || total.entriesUnpacked > limits.maxEntries {
-            throw .limitExceeded("the image's layers together unpack to \(total.bytesUnpacked) bytes in \(total.entriesUnpacked) entries")
+            throw .limitExceeded(
+                "the image's layers together unpack to \(total.bytesUnpacked) bytes in \(total.entriesUnpacked) entries")
         }
         return (layers, total)
     }
 
-    private func ensureLayer(_ descriptor: Descriptor, diffID: String, layout: ImageLayout, stats: inout PullStats) throws(ImageError) -> StoredLayer {
+    private func ensureLayer(_ descriptor: Descriptor, diffID: String, layout: ImageLayout, stats: inout PullStats)
+        throws(ImageError) -> StoredLayer
+    {
         guard MediaType.layers.contains(descriptor.mediaType) else {
             throw .unsupportedMediaType(descriptor.mediaType, digest: descriptor.digest)
         }
@@ -165,9 +175,10 @@ public final class ImageStore: Sendable {
         let tmp = "\(layersDirectory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         do { try FileSystem.createDirectory(tmp, mode: 0o755) } catch { throw .system(error) }
         do throws(ImageError) {
-            let (bytes, entries) = try unpack(blob: layout.blobPath(blobDigest), into: tmp, descriptor: descriptor,
-                                              digest: blobDigest, diffID: diff, verifyBlob: !layout.blobsVerified,
-                                              budget: stats)
+            let (bytes, entries) = try unpack(
+                blob: layout.blobPath(blobDigest), into: tmp, descriptor: descriptor,
+                digest: blobDigest, diffID: diff, verifyBlob: !layout.blobsVerified,
+                budget: stats)
             if rename(tmp, final) != 0 {
                 // Another pull finished the same layer first: keep theirs.
                 guard errno == ENOTEMPTY || errno == EEXIST else { throw ImageError.system(.current("rename", path: final)) }
@@ -185,8 +196,10 @@ public final class ImageStore: Sendable {
         return StoredLayer(diffID: diffID, path: final)
     }
 
-    private func unpack(blob: String, into directory: String, descriptor: Descriptor, digest: Digest, diffID: Digest,
-                        verifyBlob: Bool, budget: PullStats) throws(ImageError) -> (Int64, Int) {
+    private func unpack(
+        blob: String, into directory: String, descriptor: Descriptor, digest: Digest, diffID: Digest,
+        verifyBlob: Bool, budget: PullStats
+    ) throws(ImageError) -> (Int64, Int) {
         let fd = open(blob, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { throw .blobMissing(digest: descriptor.digest) }
@@ -198,9 +211,10 @@ public final class ImageStore: Sendable {
         if Int64(st.st_size) != descriptor.size {
             throw .sizeMismatch(blob: descriptor.digest, expected: descriptor.size, actual: Int64(st.st_size))
         }
-        let stream = try LayerStream(fd: fd, label: descriptor.digest, verifyCompressed: verifyBlob ? digest.algorithm : nil,
-                                     diffIDAlgorithm: diffID.algorithm, limits: limits,
-                                     bytesBudget: limits.maxTotalBytes - budget.bytesUnpacked)
+        let stream = try LayerStream(
+            fd: fd, label: descriptor.digest, verifyCompressed: verifyBlob ? digest.algorithm : nil,
+            diffIDAlgorithm: diffID.algorithm, limits: limits,
+            bytesBudget: limits.maxTotalBytes - budget.bytesUnpacked)
         let unpacker = try LayerUnpacker(directory: directory, limits: limits, logger: logger)
         try unpacker.unpack(stream.tar, entryBudget: limits.maxEntries - budget.entriesUnpacked)
         let result = try stream.finish()

@@ -2,7 +2,7 @@ import Foundation
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How instance root filesystems are made on this host.
@@ -38,7 +38,9 @@ public final class InstanceRootfs: Sendable {
     }
 
     /// Makes the rootfs for `image` in a new directory `directory` (which must not exist yet).
-    public static func compose(_ image: PulledImage, in directory: String, mode: RootfsMode = .current) throws(ImageError) -> InstanceRootfs {
+    public static func compose(_ image: PulledImage, in directory: String, mode: RootfsMode = .current) throws(ImageError)
+        -> InstanceRootfs
+    {
         if image.layers.isEmpty { throw .malformed(what: "image \(image.source)", reason: "it has no layers") }
         let rootfs = InstanceRootfs(directory: directory)
         do {

@@ -6,8 +6,10 @@ final class LayerStream {
     private let pipeline: PipelinedSource
     let tar: ArchiveReader
 
-    init(fd: CInt, label: String, verifyCompressed algorithm: Digest.Algorithm?, diffIDAlgorithm: Digest.Algorithm,
-         limits: UnpackLimits, bytesBudget: Int64) throws(ImageError) {
+    init(
+        fd: CInt, label: String, verifyCompressed algorithm: Digest.Algorithm?, diffIDAlgorithm: Digest.Algorithm,
+        limits: UnpackLimits, bytesBudget: Int64
+    ) throws(ImageError) {
         compressed = FileSource(fd: fd, label: label, hashing: algorithm)
         decompressor = try ArchiveReader(format: .raw, source: compressed, what: "layer \(label)")
         guard try decompressor.next() != nil else { throw .corruptArchive(what: "layer \(label)", reason: "empty stream") }
@@ -40,8 +42,10 @@ private final class DecompressedSource: ReadSource {
     let label: String
     private var atEnd = false
 
-    init(reader: ArchiveReader, compressed: FileSource, algorithm: Digest.Algorithm, limits: UnpackLimits,
-         budget: Int64, label: String) {
+    init(
+        reader: ArchiveReader, compressed: FileSource, algorithm: Digest.Algorithm, limits: UnpackLimits,
+        budget: Int64, label: String
+    ) {
         self.reader = reader
         self.compressed = compressed
         self.hasher = Hasher(algorithm)

@@ -3,7 +3,7 @@ import Logging
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes the entries of one layer into an empty directory, in overlayfs form: `.wh.x` becomes a 0/0 character
@@ -110,10 +110,13 @@ final class LayerUnpacker {
             if mkdirat(current, name, 0o755) != 0 && errno != EEXIST {
                 throw .system(.current("mkdirat", path: "\(rootPath)/\(path)"))
             }
-            let fd = fb_openat2(current, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW, 0,
-                                Resolve.beneath | Resolve.noSymlinks)
+            let fd = fb_openat2(
+                current, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW, 0,
+                Resolve.beneath | Resolve.noSymlinks)
             if fd < 0 {
-                if -fd == ELOOP || -fd == ENOTDIR { throw .unsafeEntry(entry, reason: "its path goes through a symbolic link or a file") }
+                if -fd == ELOOP || -fd == ENOTDIR {
+                    throw .unsafeEntry(entry, reason: "its path goes through a symbolic link or a file")
+                }
                 throw .system(.negated("openat2", path: "\(rootPath)/\(path)", fd))
             }
             owned = OwnedFileDescriptor(.init(rawValue: fd))
@@ -173,7 +176,9 @@ final class LayerUnpacker {
     }
 
     private func makeSymlink(_ parent: CInt, _ name: String, _ entry: ArchiveEntry) throws(ImageError) {
-        guard let target = entry.linkTarget else { throw .malformed(what: "layer entry \(entry.path)", reason: "symlink without target") }
+        guard let target = entry.linkTarget else {
+            throw .malformed(what: "layer entry \(entry.path)", reason: "symlink without target")
+        }
         if symlinkat(target, parent, name) != 0 {
             guard errno == EEXIST else { throw .system(.current("symlinkat", path: entry.path)) }
             try removeExisting(parent, name, entry: entry.path)
@@ -187,7 +192,9 @@ final class LayerUnpacker {
     }
 
     private func makeHardlink(_ parent: CInt, _ name: String, _ entry: ArchiveEntry) throws(ImageError) {
-        guard let target = entry.linkTarget else { throw .malformed(what: "layer entry \(entry.path)", reason: "hardlink without target") }
+        guard let target = entry.linkTarget else {
+            throw .malformed(what: "layer entry \(entry.path)", reason: "hardlink without target")
+        }
         let targetParts: [String]
         do { targetParts = try Self.components(of: target, limits: limits) } catch {
             throw .entryEscapesRoot("\(entry.path) -> \(target)")
@@ -271,9 +278,11 @@ final class LayerUnpacker {
             }
             let rc = value.withUnsafeBytes { fb_fsetxattr(fd, name, $0.baseAddress, UInt($0.count)) }
             if rc != 0 {
-                logger.warning("skipping extended attribute", metadata: [
-                    "entry": "\(entry.path)", "xattr": "\(name)", "errno": "\(-rc)",
-                ])
+                logger.warning(
+                    "skipping extended attribute",
+                    metadata: [
+                        "entry": "\(entry.path)", "xattr": "\(name)", "errno": "\(-rc)",
+                    ])
             }
         }
     }
@@ -281,8 +290,9 @@ final class LayerUnpacker {
     private func applyDirectoryTimes() throws(ImageError) {
         parentCache = nil
         for (path, time) in directoryTimes.reversed() {
-            let fd = fb_openat2(root.rawValue, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
-                                Resolve.beneath | Resolve.noSymlinks)
+            let fd = fb_openat2(
+                root.rawValue, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
+                Resolve.beneath | Resolve.noSymlinks)
             if fd < 0 { continue }  // replaced or removed by a later entry
             var times = [time, time]
             futimens(fd, &times)
@@ -303,7 +313,8 @@ final class LayerUnpacker {
         if unlinkat(parent, name, 0) == 0 { return }
         guard errno == EISDIR else { throw .system(.current("unlinkat", path: entry)) }
         if let cached = parentCache, let removed = try? Self.components(of: entry, limits: limits).joined(separator: "/"),
-           cached.path == removed || cached.path.hasPrefix(removed + "/") {
+            cached.path == removed || cached.path.hasPrefix(removed + "/")
+        {
             parentCache = nil
         }
         let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// C strings and arrays that must stay put while the C spawn code reads them; freed all at once.

@@ -2,7 +2,7 @@ import Foundation
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The cgroup of one instance, on whichever hierarchy the host gives us.
@@ -64,7 +64,8 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
         let mounts = parseMounts(mountText)
         if let unified = mounts.first(where: { $0.v2 }), let relative = membership[""] {
             let path = unified.hostPath(for: relative)
-            let available = (try? String(contentsOfFile: "\(path)/cgroup.controllers", encoding: .utf8))?
+            let available =
+                (try? String(contentsOfFile: "\(path)/cgroup.controllers", encoding: .utf8))?
                 .split(whereSeparator: \.isWhitespace).map(String.init) ?? []
             if available.contains("memory") {
                 return CgroupV2.prepareBase(path, available: available)
@@ -73,7 +74,8 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
         var bases: [String: String] = [:]
         for controller in ["memory", "pids", "cpu", "freezer"] {
             guard let relative = membership[controller],
-                  let mount = mounts.first(where: { !$0.v2 && $0.controllers.contains(controller) }) else { continue }
+                let mount = mounts.first(where: { !$0.v2 && $0.controllers.contains(controller) })
+            else { continue }
             bases[controller] = mount.hostPath(for: relative) + "/faasbox"
         }
         if bases["memory"] != nil { return .v1(bases: bases) }

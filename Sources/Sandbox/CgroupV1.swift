@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An instance cgroup on v1 hierarchies: one directory per controller (memory, pids, cpu, freezer).

@@ -2,7 +2,7 @@ import Foundation
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// faasbox-init, the static pid 1 of every sandbox: found beside the running executable (or at
@@ -23,7 +23,9 @@ enum InitBinary {
             let fd = open(path, O_PATH_FLAG | O_CLOEXEC)
             if fd >= 0 { return .success(OwnedFileDescriptor(.init(rawValue: fd))) }
         }
-        return .failure(.invalidSpec("\(name) was not found (looked at \(candidates.joined(separator: ", "))); "
-            + "it is built beside faasbox by `swift build`, or set FAASBOX_INIT"))
+        return .failure(
+            .invalidSpec(
+                "\(name) was not found (looked at \(candidates.joined(separator: ", "))); "
+                    + "it is built beside faasbox by `swift build`, or set FAASBOX_INIT"))
     }
 }

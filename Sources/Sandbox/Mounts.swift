@@ -2,7 +2,7 @@ import CSandbox
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One filesystem step for the child (see `fb_op` in csandbox.h).
@@ -47,31 +47,38 @@ enum Mounts {
         let nosuidNodev = UInt(MS_NOSUID | MS_NODEV)
         var steps: [MountStep] = [
             MountStep(op: FB_OP_MOUNT, source: root, target: root, flags: UInt(MS_BIND | MS_REC)),
-            MountStep(op: FB_OP_MOUNT, source: "proc", target: "\(root)/proc", fstype: "proc",
-                      flags: nosuidNodev | UInt(MS_NOEXEC)),
-            MountStep(op: FB_OP_MOUNT, source: "tmpfs", target: "\(root)/dev", fstype: "tmpfs",
-                      flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=65536,nr_inodes=64"),
+            MountStep(
+                op: FB_OP_MOUNT, source: "proc", target: "\(root)/proc", fstype: "proc",
+                flags: nosuidNodev | UInt(MS_NOEXEC)),
+            MountStep(
+                op: FB_OP_MOUNT, source: "tmpfs", target: "\(root)/dev", fstype: "tmpfs",
+                flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=65536,nr_inodes=64"),
         ]
         for device in devices {
             steps.append(MountStep(op: FB_OP_TOUCH, target: "\(root)/dev/\(device)", mode: 0o666))
-            steps.append(MountStep(op: FB_OP_MOUNT, source: "/dev/\(device)", target: "\(root)/dev/\(device)",
-                                   flags: UInt(MS_BIND)))
+            steps.append(
+                MountStep(
+                    op: FB_OP_MOUNT, source: "/dev/\(device)", target: "\(root)/dev/\(device)",
+                    flags: UInt(MS_BIND)))
         }
         steps += [
             MountStep(op: FB_OP_MKDIR, target: "\(root)/dev/pts", mode: 0o755),
-            MountStep(op: FB_OP_MOUNT, source: "devpts", target: "\(root)/dev/pts", fstype: "devpts",
-                      flags: UInt(MS_NOSUID | MS_NOEXEC), data: "newinstance,ptmxmode=0666,mode=0620"),
+            MountStep(
+                op: FB_OP_MOUNT, source: "devpts", target: "\(root)/dev/pts", fstype: "devpts",
+                flags: UInt(MS_NOSUID | MS_NOEXEC), data: "newinstance,ptmxmode=0666,mode=0620"),
             MountStep(op: FB_OP_SYMLINK, source: "pts/ptmx", target: "\(root)/dev/ptmx"),
             MountStep(op: FB_OP_MKDIR, target: "\(root)/dev/shm", mode: 0o1777),
-            MountStep(op: FB_OP_MOUNT, source: "shm", target: "\(root)/dev/shm", fstype: "tmpfs",
-                      flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=1777,size=67108864"),
+            MountStep(
+                op: FB_OP_MOUNT, source: "shm", target: "\(root)/dev/shm", fstype: "tmpfs",
+                flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=1777,size=67108864"),
             MountStep(op: FB_OP_SYMLINK, source: "/proc/self/fd", target: "\(root)/dev/fd"),
             MountStep(op: FB_OP_SYMLINK, source: "/proc/self/fd/0", target: "\(root)/dev/stdin"),
             MountStep(op: FB_OP_SYMLINK, source: "/proc/self/fd/1", target: "\(root)/dev/stdout"),
             MountStep(op: FB_OP_SYMLINK, source: "/proc/self/fd/2", target: "\(root)/dev/stderr"),
             MountStep(op: FB_OP_REMOUNT, target: "\(root)/dev", flags: UInt(MS_NOSUID | MS_NOEXEC | MS_RDONLY)),
-            MountStep(op: FB_OP_MOUNT, source: "tmpfs", target: "\(root)/tmp", fstype: "tmpfs", flags: nosuidNodev,
-                      data: "mode=1777,size=\(spec.limits.tmpBytes)"),
+            MountStep(
+                op: FB_OP_MOUNT, source: "tmpfs", target: "\(root)/tmp", fstype: "tmpfs", flags: nosuidNodev,
+                data: "mode=1777,size=\(spec.limits.tmpBytes)"),
             MountStep(op: FB_OP_PIVOT, target: root),
             MountStep(op: FB_OP_REMOUNT, target: "/", flags: nosuidNodev | UInt(MS_RDONLY)),
         ]

@@ -4,7 +4,7 @@ import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How a sandboxed process ended.

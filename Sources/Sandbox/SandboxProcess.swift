@@ -3,7 +3,7 @@ import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A running sandboxed process: pid 1 of its namespaces, its cgroup, its output pipes. `stop()` is the one
@@ -24,8 +24,10 @@ public final class SandboxProcess: Sendable {
     private let state = Mutex<State>(.running(waiters: [], watching: false))
     private let stopped = AtomicFlag()
 
-    init(pid: pid_t, pidfd: OwnedFileDescriptor, cgroup: InstanceCgroup, network: SandboxSpec.NetworkMode,
-         stdout: OwnedFileDescriptor, stderr: OwnedFileDescriptor) {
+    init(
+        pid: pid_t, pidfd: OwnedFileDescriptor, cgroup: InstanceCgroup, network: SandboxSpec.NetworkMode,
+        stdout: OwnedFileDescriptor, stderr: OwnedFileDescriptor
+    ) {
         self.pid = pid
         self.pidfd = pidfd
         self.cgroup = cgroup
@@ -97,8 +99,12 @@ public final class SandboxProcess: Sendable {
             if exitStatus == nil && grace > .zero {
                 signal(SIGTERM)
                 let exited = await withTaskGroup(of: Bool.self) { group in
-                    group.addTask { _ = await self.wait(); return true }
-                    group.addTask { try? await Task.sleep(for: grace); return false }
+                    group.addTask {
+                        _ = await self.wait(); return true
+                    }
+                    group.addTask {
+                        try? await Task.sleep(for: grace); return false
+                    }
                     let first = await group.next() ?? false
                     group.cancelAll()
                     return first

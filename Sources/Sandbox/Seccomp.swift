@@ -4,7 +4,7 @@ import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Compiles seccomp profiles to classic BPF with libseccomp, once per profile; the child only loads the bytes.

@@ -3,7 +3,7 @@ import Logging
 import SystemSupport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starts sandboxed processes. The child's setup between clone and exec is C code (csandbox/spawn.c) that
@@ -41,7 +41,8 @@ public enum Sandbox {
         }
     }
 
-    private static func clone(_ spec: SandboxSpec, program: String, cgroup: InstanceCgroup) throws(SandboxError) -> SandboxProcess {
+    private static func clone(_ spec: SandboxSpec, program: String, cgroup: InstanceCgroup) throws(SandboxError) -> SandboxProcess
+    {
         let arena = CArena()
         let steps = Mounts.steps(for: spec)
         let filter = try spec.seccomp.map { profile throws(SandboxError) in try Seccomp.program(for: profile) }
@@ -62,18 +63,23 @@ public enum Sandbox {
         } catch { throw .syscall(error) }
 
         var config = fb_spawn_config()
-        config.clone_flags = UInt(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
+        config.clone_flags =
+            UInt(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
             | (spec.network == .isolated ? UInt(CLONE_NEWNET) : 0)
         config.new_cgroup_ns = 1
         config.cgroup_proc_fds = UnsafePointer(arena.array(procFDs))
         config.n_cgroup_proc_fds = CInt(procFDs.count)
         config.hostname = UnsafePointer(arena.string(spec.hostname))
         config.loopback_up = spec.network == .isolated ? 1 : 0
-        config.steps = UnsafePointer(arena.array(steps.map { step in
-            fb_step(op: CInt(step.op.rawValue), a: UnsafePointer(arena.string(step.source)), b: UnsafePointer(arena.string(step.target)),
-                    fstype: UnsafePointer(arena.string(step.fstype)), flags: step.flags,
-                    data: UnsafePointer(arena.string(step.data)), mode: step.mode)
-        }))
+        config.steps = UnsafePointer(
+            arena.array(
+                steps.map { step in
+                    fb_step(
+                        op: CInt(step.op.rawValue), a: UnsafePointer(arena.string(step.source)),
+                        b: UnsafePointer(arena.string(step.target)),
+                        fstype: UnsafePointer(arena.string(step.fstype)), flags: step.flags,
+                        data: UnsafePointer(arena.string(step.data)), mode: step.mode)
+                }))
         config.n_steps = CInt(steps.count)
         let rlimits = [
             fb_rlimit(resource: CInt(RLIMIT_NOFILE.rawValue), soft: spec.limits.openFiles, hard: spec.limits.openFiles),
@@ -95,7 +101,8 @@ public enum Sandbox {
         config.no_new_privs = spec.noNewPrivileges ? 1 : 0
         config.cwd = UnsafePointer(arena.string(spec.workingDirectory))
         config.file = UnsafePointer(arena.string(program))
-        let path = spec.environment.first { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
+        let path =
+            spec.environment.first { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
             ?? String(SandboxSpec.defaultEnvironment[0].dropFirst(5))
         config.search_path = UnsafePointer(arena.string(path))
         config.argv = UnsafePointer(arena.stringArray(spec.arguments))
@@ -117,8 +124,9 @@ public enum Sandbox {
         report.write.close()
         stdout.write.close()
         stderr.write.close()
-        let process = SandboxProcess(pid: pid, pidfd: OwnedFileDescriptor(.init(rawValue: pidfd)), cgroup: cgroup,
-                                     network: spec.network, stdout: stdout.read, stderr: stderr.read)
+        let process = SandboxProcess(
+            pid: pid, pidfd: OwnedFileDescriptor(.init(rawValue: pidfd)), cgroup: cgroup,
+            network: spec.network, stdout: stdout.read, stderr: stderr.read)
         switch readReport(report.read, timeout: 10_000) {
         case .execed:
             return process

@@ -3,7 +3,7 @@ import Foundation
 import SystemPackage
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Small file-system helpers shared by the modules; every failure names the call and the path.
@@ -86,7 +86,9 @@ public enum FileSystem {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw .current("open", path: path) }
         let owned = OwnedFileDescriptor(FileDescriptor(rawValue: fd))
-        do { return try owned.readToEnd(limit: limit) } catch { throw SystemCallError(error.call, path: path, errno: error.errno) }
+        do { return try owned.readToEnd(limit: limit) } catch {
+            throw SystemCallError(error.call, path: path, errno: error.errno)
+        }
     }
 
     /// A /proc file read whole (their stat size is 0). Tables such as mountinfo are read in page-sized

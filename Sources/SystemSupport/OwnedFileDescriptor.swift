@@ -2,9 +2,9 @@ import CSandbox
 import SystemPackage
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A file descriptor with one owner: it is closed when the owner goes away, or by `close()`, once.

@@ -29,7 +29,7 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif

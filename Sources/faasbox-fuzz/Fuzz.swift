@@ -20,36 +20,36 @@ func fuzzOne(_ bytes: [UInt8]) {
 }
 
 #if FUZZING
-// libFuzzer's own main is linked whole and SwiftPM aliases main to this module's: both lead here
-// (scripts/fuzz links with --allow-multiple-definition).
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzOne(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
-    return 0
-}
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
-
-@main
-struct Fuzz {
-    static func main() {
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzInput(data, size) })
+    // libFuzzer's own main is linked whole and SwiftPM aliases main to this module's: both lead here
+    // (scripts/fuzz links with --allow-multiple-definition).
+    @_cdecl("LLVMFuzzerTestOneInput")
+    public func fuzzInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+        fuzzOne(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
+        return 0
     }
-}
-#else
-@main
-struct Replay {
-    static func main() throws {
-        for path in CommandLine.arguments.dropFirst() {
-            fuzzOne([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))))
-            print("ok \(path)")
+
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    @main
+    struct Fuzz {
+        static func main() {
+            var argc = CommandLine.argc
+            var argv = CommandLine.unsafeArgv
+            exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzInput(data, size) })
         }
     }
-}
+#else
+    @main
+    struct Replay {
+        static func main() throws {
+            for path in CommandLine.arguments.dropFirst() {
+                fuzzOne([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))))
+                print("ok \(path)")
+            }
+        }
+    }
 #endif

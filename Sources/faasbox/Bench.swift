@@ -21,8 +21,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The request, as 'METHOD /path?query'.")
     var http = "GET /"
 
-    @Option(parsing: .unconditionalSingleValue,
-            help: "Instead: run this program of the image in a sandbox to its exit, --cold times (repeatable for its arguments).")
+    @Option(
+        parsing: .unconditionalSingleValue,
+        help: "Instead: run this program of the image in a sandbox to its exit, --cold times (repeatable for its arguments).")
     var sandboxOnly: [String] = []
 
     @Flag(help: "Print JSON instead of a table.")
@@ -47,9 +48,16 @@ struct Bench: AsyncParsableCommand {
             }
         } catch { fail("\(error)") }
         if json {
-            let object = results.map { ["name": $0.name, "count": $0.values.count, "min": $0.values.min() ?? 0, "median": $0.median,
-                                        "p90": $0.quantile(0.9), "p99": $0.quantile(0.99), "max": $0.values.max() ?? 0] as [String: Any] }
-            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+            let object = results.map {
+                [
+                    "name": $0.name, "count": $0.values.count, "min": $0.values.min() ?? 0, "median": $0.median,
+                    "p90": $0.quantile(0.9), "p99": $0.quantile(0.99), "max": $0.values.max() ?? 0,
+                ] as [String: Any]
+            }
+            print(
+                String(
+                    decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]),
+                    as: UTF8.self))
         } else {
             print("host: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(CgroupHost.current)")
             print("phase (ms)              min    median       p90       p99       max")

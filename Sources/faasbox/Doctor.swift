@@ -22,16 +22,21 @@ struct Doctor: AsyncParsableCommand {
         uname(&uts)
         let release = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let filesystems = FileSystem.readProcFile("/proc/filesystems")
-        let userNamespaces = (try? String(contentsOfFile: "/proc/sys/user/max_user_namespaces", encoding: .utf8))?
+        let userNamespaces =
+            (try? String(contentsOfFile: "/proc/sys/user/max_user_namespaces", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
         line("kernel", release)
         line("cores", "\(ProcessInfo.processInfo.activeProcessorCount)")
         line("cgroups", "\(Sandbox.prepareHost())")
         line("overlayfs", filesystems.contains("\toverlay\n") ? "yes" : "no")
-        line("instance rootfs", RootfsMode.current == .overlay
-            ? "overlay over the stored layers (nothing copied)"
-            : "hard-link farm of the stored layers (no overlayfs, or FAASBOX_ROOTFS=hardlink-farm)")
-        line("seccomp", FileSystem.readProcFile("/proc/self/status").contains("Seccomp:") ? "yes (filter compiled with libseccomp)" : "no")
+        line(
+            "instance rootfs",
+            RootfsMode.current == .overlay
+                ? "overlay over the stored layers (nothing copied)"
+                : "hard-link farm of the stored layers (no overlayfs, or FAASBOX_ROOTFS=hardlink-farm)")
+        line(
+            "seccomp",
+            FileSystem.readProcFile("/proc/self/status").contains("Seccomp:") ? "yes (filter compiled with libseccomp)" : "no")
         line("user namespaces", "max \(userNamespaces) (not used: faasbox runs as root)")
         line("faasbox-init", Sandbox.initBinaryStatus)
     }

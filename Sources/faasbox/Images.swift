@@ -14,9 +14,10 @@ struct Images: AsyncParsableCommand {
         for image in store.images() {
             let digest = String(image.manifestDigest.dropFirst(7).prefix(12))
             let source = image.source + (image.tag.map { ":\($0)" } ?? "")
-            print(digest.padding(toLength: 20, withPad: " ", startingAt: 0)
-                + "\(image.diffIDs.count)".padding(toLength: 8, withPad: " ", startingAt: 0)
-                + formatter.string(from: image.pulledAt).padding(toLength: 22, withPad: " ", startingAt: 0) + source)
+            print(
+                digest.padding(toLength: 20, withPad: " ", startingAt: 0)
+                    + "\(image.diffIDs.count)".padding(toLength: 8, withPad: " ", startingAt: 0)
+                    + formatter.string(from: image.pulledAt).padding(toLength: 22, withPad: " ", startingAt: 0) + source)
         }
     }
 }

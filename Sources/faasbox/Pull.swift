@@ -19,9 +19,10 @@ struct Pull: AsyncParsableCommand {
             let pulled = try await store.pull(image)
             let elapsed = clock.now - begin
             print("\(image): \(pulled.manifestDigest)")
-            print("PullCode: \(LogFormat.format1(elapsed.milliseconds))ms layers: \(pulled.layers.count) "
-                + "reused: \(pulled.stats.layersReused) unpacked: \(pulled.stats.layersUnpacked) "
-                + "bytes: \(pulled.stats.bytesUnpacked) entries: \(pulled.stats.entriesUnpacked)")
+            print(
+                "PullCode: \(LogFormat.format1(elapsed.milliseconds))ms layers: \(pulled.layers.count) "
+                    + "reused: \(pulled.stats.layersReused) unpacked: \(pulled.stats.layersUnpacked) "
+                    + "bytes: \(pulled.stats.bytesUnpacked) entries: \(pulled.stats.entriesUnpacked)")
         } catch {
             fail(error.description)
         }

@@ -32,7 +32,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Run this program instead of the image's Entrypoint / scf_bootstrap.")
     var command: String?
 
-    @Option(name: .customLong("arg"), parsing: .unconditionalSingleValue, help: "An argument for the command (repeatable; replaces the image's Cmd).")
+    @Option(
+        name: .customLong("arg"), parsing: .unconditionalSingleValue,
+        help: "An argument for the command (repeatable; replaces the image's Cmd).")
     var args: [String] = []
 
     @Flag(help: "Share the host's network namespace instead of an isolated one.")
@@ -65,7 +67,8 @@ struct Run: AsyncParsableCommand {
         config.hostNetwork = hostNetwork
         if let seccompProfile {
             do {
-                config.seccompProfile = try JSONDecoder().decode(SeccompProfile.self, from: Data(contentsOf: URL(fileURLWithPath: seccompProfile)))
+                config.seccompProfile = try JSONDecoder().decode(
+                    SeccompProfile.self, from: Data(contentsOf: URL(fileURLWithPath: seccompProfile)))
             } catch { fail("--seccomp-profile \(seccompProfile): \(error)") }
         }
         if seccompLog { config.seccompProfile = config.seccompProfile?.loggingOnly }

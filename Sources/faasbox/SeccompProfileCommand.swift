@@ -4,7 +4,8 @@ import Sandbox
 
 struct SeccompProfileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "seccomp-profile", abstract: "Print the default seccomp profile as JSON (a starting point for --seccomp-profile).")
+        commandName: "seccomp-profile",
+        abstract: "Print the default seccomp profile as JSON (a starting point for --seccomp-profile).")
 
     func run() async throws {
         let encoder = JSONEncoder()

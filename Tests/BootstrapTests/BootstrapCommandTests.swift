@@ -1,9 +1,10 @@
 import Foundation
-import Testing
+import Sandbox
 import TestSupport
+import Testing
+
 @testable import Bootstrap
 @testable import ImageRuntime
-import Sandbox
 
 @Suite struct BootstrapCommandTests {
     let rootfs: String
@@ -14,7 +15,8 @@ import Sandbox
     }
 
     func install(_ path: String, mode: Int = 0o755) throws {
-        FileManager.default.createFile(atPath: rootfs + path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: mode])
+        FileManager.default.createFile(
+            atPath: rootfs + path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: mode])
     }
 
     @Test func configCommandWinsOverTheImage() throws {
@@ -34,7 +36,8 @@ import Sandbox
         image.entrypoint = ["/entry"]
         image.cmd = ["a", "b"]
         image.workingDir = "/app"
-        let (args, cwd) = try BootstrapCommand.resolve(config: FunctionConfig(name: "f"), image: image, rootfs: rootfs, imageName: "i")
+        let (args, cwd) = try BootstrapCommand.resolve(
+            config: FunctionConfig(name: "f"), image: image, rootfs: rootfs, imageName: "i")
         #expect(args == ["/entry", "a", "b"])
         #expect(cwd == "/app")
     }
@@ -42,7 +45,8 @@ import Sandbox
     @Test func scfBootstrapIsFoundInVarUserThenRoot() throws {
         try install("/scf_bootstrap")
         try install("/var/user/scf_bootstrap")
-        let (args, cwd) = try BootstrapCommand.resolve(config: FunctionConfig(name: "f"), image: nil, rootfs: rootfs, imageName: "i")
+        let (args, cwd) = try BootstrapCommand.resolve(
+            config: FunctionConfig(name: "f"), image: nil, rootfs: rootfs, imageName: "i")
         #expect(args == ["/var/user/scf_bootstrap"])
         #expect(cwd == "/var/user")
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Bootstrap
 @testable import ImageRuntime
 
@@ -9,8 +10,9 @@ import Testing
         t.initRuntime = .microseconds(4_560)
         t.initFunction = .microseconds(50)
         t.coldstart = .microseconds(6_000)
-        #expect(LogFormat.initReport("rid", t)
-            == "Init Report RequestId: rid Coldstart: 6.0ms PullCode: 1.2ms InitRuntime: 4.6ms InitFunction: 0.1ms")
+        #expect(
+            LogFormat.initReport("rid", t)
+                == "Init Report RequestId: rid Coldstart: 6.0ms PullCode: 1.2ms InitRuntime: 4.6ms InitFunction: 0.1ms")
         #expect(t.overhead == .microseconds(156))
     }
 

@@ -1,10 +1,10 @@
 import Bootstrap
 import Foundation
-import SystemSupport
 import ImageRuntime
 import Sandbox
-import Testing
+import SystemSupport
 import TestSupport
+import Testing
 
 /// hello-web, built by umoci and skopeo, cold-started through the modules' public API.
 @Suite struct HelloWebTests {
@@ -14,8 +14,9 @@ import TestSupport
         let store = try ImageStore(root: state)
         let clock = ContinuousClock()
         let begin = clock.now
-        let instance = try await FunctionInstance.coldStart(image: TestPaths.sampleImage("hello-web"), store: store,
-                                                             config: FunctionConfig(name: "hello-web"))
+        let instance = try await FunctionInstance.coldStart(
+            image: TestPaths.sampleImage("hello-web"), store: store,
+            config: FunctionConfig(name: "hello-web"))
         let measured = clock.now - begin
         let response = try await instance.invoke(HTTPRequest(method: "GET", target: "/hello?x=1"), requestID: "req-1")
         #expect(response.status == 200)
@@ -43,7 +44,8 @@ import TestSupport
     @Test func aMissingImageIsAClearError() async throws {
         let store = try ImageStore(root: state)
         await #expect {
-            _ = try await FunctionInstance.coldStart(image: "\(state)/missing.tar", store: store, config: FunctionConfig(name: "f"))
+            _ = try await FunctionInstance.coldStart(
+                image: "\(state)/missing.tar", store: store, config: FunctionConfig(name: "f"))
         } throws: { error in
             guard let e = error as? BootstrapError, case .image(.notFound) = e else { return false }
             return e.description.contains("missing.tar")
@@ -55,7 +57,8 @@ import TestSupport
         let path = "\(state)/not-oci.tar"
         try Data(OCIArchiveBuilder.tar([.file("README", "not an image")])).write(to: URL(fileURLWithPath: path))
         await #expect {
-            _ = try await FunctionInstance.coldStart(image: path, store: try ImageStore(root: state), config: FunctionConfig(name: "f"))
+            _ = try await FunctionInstance.coldStart(
+                image: path, store: try ImageStore(root: state), config: FunctionConfig(name: "f"))
         } throws: { error in
             guard let e = error as? BootstrapError, case .image(.notAnImageLayout) = e else { return false }
             return true
@@ -67,7 +70,8 @@ import TestSupport
         let path = "\(state)/no-bootstrap.tar"
         try OCIArchiveBuilder(layers: [.init(try OCIArchiveBuilder.busyboxEntries())]).write(to: path)
         await #expect {
-            _ = try await FunctionInstance.coldStart(image: path, store: try ImageStore(root: state), config: FunctionConfig(name: "f"))
+            _ = try await FunctionInstance.coldStart(
+                image: path, store: try ImageStore(root: state), config: FunctionConfig(name: "f"))
         } throws: { error in
             guard let e = error as? BootstrapError, case .noBootstrap = e else { return false }
             return e.code == .containerStateExited
@@ -78,8 +82,11 @@ import TestSupport
 
     @Test func aFunctionThatNeverListensTimesOutAndIsTornDown() async throws {
         let path = "\(state)/never.tar"
-        var builder = OCIArchiveBuilder(layers: [.init(try OCIArchiveBuilder.busyboxEntries()
-            + [.file("scf_bootstrap", "#!/bin/sh\necho still-initialising\nexec sleep 1000\n", mode: 0o755)])])
+        var builder = OCIArchiveBuilder(layers: [
+            .init(
+                try OCIArchiveBuilder.busyboxEntries()
+                    + [.file("scf_bootstrap", "#!/bin/sh\necho still-initialising\nexec sleep 1000\n", mode: 0o755)])
+        ])
         builder.env = ["PATH=/bin"]
         try builder.write(to: path)
         var config = FunctionConfig(name: "never")
@@ -99,10 +106,14 @@ import TestSupport
 
     @Test func aBootstrapThatExitsIsReportedWithItsOutput() async throws {
         let path = "\(state)/crash.tar"
-        try OCIArchiveBuilder(layers: [.init(try OCIArchiveBuilder.busyboxEntries()
-            + [.file("scf_bootstrap", "#!/bin/sh\necho cannot start >&2\nexit 3\n", mode: 0o755)])]).write(to: path)
+        try OCIArchiveBuilder(layers: [
+            .init(
+                try OCIArchiveBuilder.busyboxEntries()
+                    + [.file("scf_bootstrap", "#!/bin/sh\necho cannot start >&2\nexit 3\n", mode: 0o755)])
+        ]).write(to: path)
         await #expect {
-            _ = try await FunctionInstance.coldStart(image: path, store: try ImageStore(root: state), config: FunctionConfig(name: "c"))
+            _ = try await FunctionInstance.coldStart(
+                image: path, store: try ImageStore(root: state), config: FunctionConfig(name: "c"))
         } throws: { error in
             guard let e = error as? BootstrapError, case .exitedDuringInit(let status, let output) = e else { return false }
             return status == .exited(3) && output.contains("cannot start") && e.code == .containerStateExited

@@ -1,8 +1,8 @@
 import Bootstrap
 import Foundation
 import ImageRuntime
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct InvocationTimeoutTests {
     @Test func aHungInvocationIsKilledAtItsTimeoutWithTheContractsCode() async throws {
@@ -11,7 +11,8 @@ import TestSupport
         // Accepts on :9000 but never answers.
         config.command = ["/bin/sh", "-c", "exec nc -ll -p 9000 -e /bin/sleep 30"]
         let store = try ImageStore(root: state)
-        let instance = try await FunctionInstance.coldStart(image: TestPaths.sampleImage("hello-web"), store: store, config: config)
+        let instance = try await FunctionInstance.coldStart(
+            image: TestPaths.sampleImage("hello-web"), store: store, config: config)
         let pids = instance.process.cgroup.processes()
         let clock = ContinuousClock()
         let begin = clock.now

@@ -1,8 +1,8 @@
 import Executor
 import Foundation
 import ImageRuntime
-import Testing
 import TestSupport
+import Testing
 
 /// The isolation self-test (`faasbox doctor --isolation`) in the suite: every property must hold.
 @Suite struct IsolationTests {
@@ -11,9 +11,11 @@ import TestSupport
         let verdicts = try await IsolationCheck.run(probeImage: TestPaths.sampleImage("isolation-probe"), store: store)
         #expect(verdicts.count >= 33, "the probe ran to its end: \(verdicts.count) verdicts")
         for verdict in verdicts { #expect(verdict.held, "\(verdict)") }
-        for property in ["capabilities empty", "seccomp in filter mode", "pid namespace", "read-only rootfs",
-                         "host loopback ports unreachable", "only lo present", "pids limit stops a fork bomb",
-                         "/tmp capped at 512 MB", "memory bomb reported as OOM by the cgroup"] {
+        for property in [
+            "capabilities empty", "seccomp in filter mode", "pid namespace", "read-only rootfs",
+            "host loopback ports unreachable", "only lo present", "pids limit stops a fork bomb",
+            "/tmp capped at 512 MB", "memory bomb reported as OOM by the cgroup",
+        ] {
             #expect(verdicts.contains { $0.property == property }, "\(property) was checked")
         }
     }

@@ -2,14 +2,15 @@ import Bootstrap
 import Executor
 import Foundation
 import ImageRuntime
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct OneShotRunTests {
     @Test func logsAreFramedByStartEndAndReportWithTheFunctionsOutputBetween() async throws {
         let store = try ImageStore(root: TestPaths.temporaryDirectory("exec"))
         let run = OneShotRun(store: store, config: FunctionConfig(name: "hello-web"))
-        let result = try await run.run(image: TestPaths.sampleImage("hello-web"), request: HTTPRequest(method: "GET", target: "/hello"))
+        let result = try await run.run(
+            image: TestPaths.sampleImage("hello-web"), request: HTTPRequest(method: "GET", target: "/hello"))
         let id = result.requestID
         #expect(result.logLines.first == "START RequestId: \(id)")
         #expect(result.logLines.contains("hello-web: starting on 0.0.0.0:9000 as uid 10001"))

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import ImageRuntime
 
 @Suite struct ImageStoreTests {
@@ -17,7 +18,9 @@ import TestSupport
     /// Layer directories and temporaries currently in the store.
     func layerDirectories() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers/sha256")) ?? [])
-            + ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers")) ?? []).filter { $0.hasPrefix(".tmp") }
+            + ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers")) ?? []).filter {
+                $0.hasPrefix(".tmp")
+            }
     }
 
     @Test func pullsTheUmociBuiltSampleAndReusesItsLayer() async throws {
@@ -40,10 +43,13 @@ import TestSupport
         var setuid = TestEntry.file("bin/tool", "x", mode: 0o4755)
         setuid.uid = 123
         setuid.gid = 456
-        let path = try build(OCIArchiveBuilder(layers: [.init([
-            .dir("bin"), setuid, .symlink("bin/link", to: "/etc/shadow"), .hardlink("bin/hard", to: "bin/tool"),
-            .file("deep/nested/dir/file", "content"),
-        ])]))
+        let path = try build(
+            OCIArchiveBuilder(layers: [
+                .init([
+                    .dir("bin"), setuid, .symlink("bin/link", to: "/etc/shadow"), .hardlink("bin/hard", to: "bin/tool"),
+                    .file("deep/nested/dir/file", "content"),
+                ])
+            ]))
         let image = try await store().pull(path)
         let root = image.layers[0].path
         var st = stat()

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import ImageRuntime
 
 /// Images written by real tools must compose to exactly the tree `umoci unpack` gives for them.
@@ -21,7 +22,8 @@ import TestSupport
         #expect(differences.isEmpty, "\(differences.prefix(20).joined(separator: "\n"))")
         #expect(ours.entries.count > 1)
         // The fallback for hosts without overlayfs gives the same tree.
-        let farm = try InstanceRootfs.compose(image, in: store.instanceDirectory("farm-\(UUID().uuidString.prefix(8))"), mode: .hardlinkFarm)
+        let farm = try InstanceRootfs.compose(
+            image, in: store.instanceDirectory("farm-\(UUID().uuidString.prefix(8))"), mode: .hardlinkFarm)
         defer { farm.remove() }
         let farmDifferences = try TreeSnapshot(farm.path).differences(to: theirs).filter { !$0.hasPrefix(".: ") }
         #expect(farmDifferences.isEmpty, "hard-link farm: \(farmDifferences.prefix(20).joined(separator: "\n"))")
@@ -29,7 +31,9 @@ import TestSupport
 
     @Test func theUmociBuiltSampleMatchesUmociUnpack() async throws {
         let layout = "\(dir)/layout"
-        try shell(["skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci:\(layout):latest"])
+        try shell([
+            "skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci:\(layout):latest",
+        ])
         try await compare(archive: TestPaths.sampleImage("hello-web"), layout: layout)
     }
 
@@ -37,10 +41,14 @@ import TestSupport
     /// original: the uncompressed layers (diff_ids) are the same.
     @Test func aZstdImageWrittenBySkopeoMatchesUmociUnpackOfTheGzipOriginal() async throws {
         let archive = "\(dir)/zstd.tar"
-        try shell(["skopeo", "copy", "--quiet", "--dest-compress-format", "zstd",
-                   "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci-archive:\(archive):latest"])
+        try shell([
+            "skopeo", "copy", "--quiet", "--dest-compress-format", "zstd",
+            "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci-archive:\(archive):latest",
+        ])
         let layout = "\(dir)/layout"
-        try shell(["skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci:\(layout):latest"])
+        try shell([
+            "skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci:\(layout):latest",
+        ])
         let manifest = try shell(["skopeo", "inspect", "--raw", "oci-archive:\(archive):latest"])
         #expect(manifest.contains("tar+zstd"))
         try await compare(archive: archive, layout: layout)
@@ -48,7 +56,9 @@ import TestSupport
 
     @Test func aLayoutDirectoryIsReadInPlace() async throws {
         let layout = "\(dir)/layout"
-        try shell(["skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci:\(layout):latest"])
+        try shell([
+            "skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest", "oci:\(layout):latest",
+        ])
         try await compare(archive: layout, layout: layout)
     }
 

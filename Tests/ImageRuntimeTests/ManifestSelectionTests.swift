@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import ImageRuntime
 
 @Suite struct ManifestSelectionTests {
@@ -15,8 +16,10 @@ import TestSupport
         var builder = OCIArchiveBuilder(layers: [.init([.file("a", "1")])])
         builder.nestedIndex = true
         builder.manifestPlatform = "linux/amd64"
-        builder.decoys = [("linux/arm64", "application/vnd.oci.image.manifest.v1+json"),
-                          ("linux/amd64", "application/vnd.example.unknown+json")]
+        builder.decoys = [
+            ("linux/arm64", "application/vnd.oci.image.manifest.v1+json"),
+            ("linux/amd64", "application/vnd.example.unknown+json"),
+        ]
         let image = try await pull(builder)
         #expect(image.layers.count == 1)
     }
@@ -35,8 +38,10 @@ import TestSupport
 
     @Test func aDockerSaveArchiveWrittenBySkopeoMatchesTheOCIOriginal() async throws {
         let archive = "\(dir)/docker.tar"
-        try shell(["skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest",
-                   "docker-archive:\(archive):example/hello:v1"])
+        try shell([
+            "skopeo", "copy", "--quiet", "oci-archive:\(TestPaths.sampleImage("hello-web")):latest",
+            "docker-archive:\(archive):example/hello:v1",
+        ])
         let store = try ImageStore(root: "\(dir)/state")
         let docker = try await store.pull("\(archive):v1")
         let oci = try await store.pull(TestPaths.sampleImage("hello-web"))

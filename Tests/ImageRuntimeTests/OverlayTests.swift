@@ -1,7 +1,8 @@
 import Foundation
 import SystemSupport
-import Testing
 import TestSupport
+import Testing
+
 @testable import ImageRuntime
 
 /// Layers are stored in overlayfs form; composing them must give the OCI semantics of applying them in order.
@@ -10,10 +11,14 @@ import TestSupport
 
     @Test func whiteoutsOpaqueDirectoriesAndReplacementsComposeAsTheSpecSays() async throws {
         var builder = OCIArchiveBuilder(layers: [
-            .init([.dir("etc"), .file("etc/keep", "lower"), .file("etc/gone", "lower"),
-                   .dir("opaque"), .file("opaque/old", "lower"), .file("replaced", "lower-file")]),
-            .init([.file("etc/.wh.gone", ""), .file("opaque/.wh..wh..opq", ""), .file("opaque/new", "upper"),
-                   .symlink("replaced", to: "etc/keep")]),
+            .init([
+                .dir("etc"), .file("etc/keep", "lower"), .file("etc/gone", "lower"),
+                .dir("opaque"), .file("opaque/old", "lower"), .file("replaced", "lower-file"),
+            ]),
+            .init([
+                .file("etc/.wh.gone", ""), .file("opaque/.wh..wh..opq", ""), .file("opaque/new", "upper"),
+                .symlink("replaced", to: "etc/keep"),
+            ]),
         ])
         builder.env = []
         try builder.write(to: "\(dir)/img.tar")
@@ -34,11 +39,15 @@ import TestSupport
     /// Without overlayfs, the hard-link farm must give exactly the tree the overlay gives.
     @Test func theHardlinkFarmComposesTheSameTreeAsTheOverlay() async throws {
         try OCIArchiveBuilder(layers: [
-            .init([.dir("etc"), .file("etc/keep", "lower"), .file("etc/gone", "lower"), .dir("opaque"),
-                   .file("opaque/old", "lower"), .file("replaced", "lower-file"), .symlink("link-then-dir", to: "/etc")]),
-            .init([.file("etc/.wh.gone", ""), .file("opaque/.wh..wh..opq", ""), .file("opaque/new", "upper"),
-                   .symlink("replaced", to: "etc/keep"), .dir("link-then-dir"), .file("link-then-dir/f", "x"),
-                   .hardlink("etc/keep-link", to: "opaque/new")]),
+            .init([
+                .dir("etc"), .file("etc/keep", "lower"), .file("etc/gone", "lower"), .dir("opaque"),
+                .file("opaque/old", "lower"), .file("replaced", "lower-file"), .symlink("link-then-dir", to: "/etc"),
+            ]),
+            .init([
+                .file("etc/.wh.gone", ""), .file("opaque/.wh..wh..opq", ""), .file("opaque/new", "upper"),
+                .symlink("replaced", to: "etc/keep"), .dir("link-then-dir"), .file("link-then-dir/f", "x"),
+                .hardlink("etc/keep-link", to: "opaque/new"),
+            ]),
         ]).write(to: "\(dir)/img.tar")
         let store = try ImageStore(root: "\(dir)/state")
         let image = try await store.pull("\(dir)/img.tar")
@@ -49,8 +58,9 @@ import TestSupport
         let differences = try TreeSnapshot(overlay.path).differences(to: TreeSnapshot(farm.path))
         #expect(differences.isEmpty, "\(differences)")
         #expect(farm.remove() == nil)
-        #expect(try String(contentsOfFile: "\(image.layers[1].path)/opaque/new", encoding: .utf8) == "upper",
-                "removing the farm leaves the store's files")
+        #expect(
+            try String(contentsOfFile: "\(image.layers[1].path)/opaque/new", encoding: .utf8) == "upper",
+            "removing the farm leaves the store's files")
     }
 
     @Test func removingTheRootfsUnmountsAndDeletesIt() async throws {

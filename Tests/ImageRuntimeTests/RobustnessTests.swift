@@ -1,7 +1,8 @@
 import CSandbox
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import ImageRuntime
 
 @Suite struct RobustnessTests {
@@ -9,7 +10,9 @@ import TestSupport
 
     func layerDirectories() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers/sha256")) ?? [])
-            + ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers")) ?? []).filter { $0.hasPrefix(".tmp") }
+            + ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/state/layers")) ?? []).filter {
+                $0.hasPrefix(".tmp")
+            }
     }
 
     @Test func aGzipBombIsStoppedByTheRatioBound() async throws {
@@ -54,13 +57,18 @@ import TestSupport
         let longDir = (0..<12).map { "directory-\($0)-with-a-long-name" }.joined(separator: "/")  // ~ 380 bytes
         var tagged = TestEntry.file("tagged", "x")
         tagged.xattrs = ["user.faasbox": "kept"]
-        try OCIArchiveBuilder(layers: [.init([
-            .file("\(longDir)/file-with-a-name-that-is-longer-than-one-hundred-bytes-\(String(repeating: "x", count: 80))", "deep"),
-            .charDevice("null", major: 1, minor: 3), tagged,
-        ])]).write(to: "\(dir)/names.tar")
+        try OCIArchiveBuilder(layers: [
+            .init([
+                .file(
+                    "\(longDir)/file-with-a-name-that-is-longer-than-one-hundred-bytes-\(String(repeating: "x", count: 80))",
+                    "deep"),
+                .charDevice("null", major: 1, minor: 3), tagged,
+            ])
+        ]).write(to: "\(dir)/names.tar")
         let image = try await ImageStore(root: "\(dir)/state").pull("\(dir)/names.tar")
         let root = image.layers[0].path
-        let deep = "\(root)/\(longDir)/file-with-a-name-that-is-longer-than-one-hundred-bytes-\(String(repeating: "x", count: 80))"
+        let deep =
+            "\(root)/\(longDir)/file-with-a-name-that-is-longer-than-one-hundred-bytes-\(String(repeating: "x", count: 80))"
         #expect(try String(contentsOfFile: deep, encoding: .utf8) == "deep")
         var st = stat()
         #expect(lstat("\(root)/null", &st) == 0 && st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0x103)  // makedev(1, 3)

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Sandbox
 
 /// Limits enforced by the kernel, observed from inside and from the cgroup.

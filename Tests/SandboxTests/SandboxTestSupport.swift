@@ -11,7 +11,10 @@ struct BusyboxRootfs {
         let fm = FileManager.default
         try fm.createDirectory(atPath: "\(path)/bin", withIntermediateDirectories: true)
         try fm.copyItem(atPath: "/bin/busybox", toPath: "\(path)/bin/busybox")
-        for applet in ["sh", "cat", "ls", "id", "hostname", "sleep", "touch", "echo", "nc", "dd", "mount", "rm", "head", "tr", "sort", "grep", "unshare", "linux32", "tail", "wc", "true"] {
+        for applet in [
+            "sh", "cat", "ls", "id", "hostname", "sleep", "touch", "echo", "nc", "dd", "mount", "rm", "head", "tr", "sort",
+            "grep", "unshare", "linux32", "tail", "wc", "true",
+        ] {
             try fm.createSymbolicLink(atPath: "\(path)/bin/\(applet)", withDestinationPath: "busybox")
         }
     }

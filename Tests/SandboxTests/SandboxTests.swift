@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Sandbox
 
 /// These start real sandboxes: they need root, namespaces and cgroups, and assert what the kernel did.

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import Sandbox
 
 @Suite struct SeccompTests {
@@ -16,7 +17,8 @@ import TestSupport
         return out
     }
 
-    static let probe = "grep -E 'Seccomp:|NoNewPrivs|CapEff|CapBnd' /proc/self/status; unshare -U true 2>/dev/null; echo unshare=$?"
+    static let probe =
+        "grep -E 'Seccomp:|NoNewPrivs|CapEff|CapBnd' /proc/self/status; unshare -U true 2>/dev/null; echo unshare=$?"
 
     @Test func theDefaultProfileFiltersAndDeniesNamespaces() async throws {
         let out = try await run(Self.probe, profile: .default)

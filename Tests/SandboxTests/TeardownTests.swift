@@ -1,7 +1,8 @@
 import Foundation
 import SystemSupport
-import Testing
 import TestSupport
+import Testing
+
 @testable import Sandbox
 
 @Suite struct TeardownTests {

@@ -4,7 +4,9 @@ import Foundation
 
 /// One entry of a test layer.
 public struct TestEntry: Sendable {
-    public enum Kind: Sendable { case file([UInt8]), directory, symlink(String), hardlink(String), fifo, charDevice(major: Int, minor: Int) }
+    public enum Kind: Sendable {
+        case file([UInt8]), directory, symlink(String), hardlink(String), fifo, charDevice(major: Int, minor: Int)
+    }
     public var path: String
     public var kind: Kind
     public var mode: UInt32
@@ -22,9 +24,15 @@ public struct TestEntry: Sendable {
         TestEntry(path: path, kind: .charDevice(major: major, minor: minor), mode: 0o666)
     }
     public static func fifo(_ path: String) -> TestEntry { TestEntry(path: path, kind: .fifo, mode: 0o644) }
-    public static func dir(_ path: String, mode: UInt32 = 0o755) -> TestEntry { TestEntry(path: path, kind: .directory, mode: mode) }
-    public static func symlink(_ path: String, to target: String) -> TestEntry { TestEntry(path: path, kind: .symlink(target), mode: 0o777) }
-    public static func hardlink(_ path: String, to target: String) -> TestEntry { TestEntry(path: path, kind: .hardlink(target), mode: 0o644) }
+    public static func dir(_ path: String, mode: UInt32 = 0o755) -> TestEntry {
+        TestEntry(path: path, kind: .directory, mode: mode)
+    }
+    public static func symlink(_ path: String, to target: String) -> TestEntry {
+        TestEntry(path: path, kind: .symlink(target), mode: 0o777)
+    }
+    public static func hardlink(_ path: String, to target: String) -> TestEntry {
+        TestEntry(path: path, kind: .hardlink(target), mode: 0o644)
+    }
 }
 
 /// Writes OCI image layouts (oci-archive tarballs) from entries in code, for tests that need exact, hostile
@@ -64,8 +72,10 @@ public struct OCIArchiveBuilder {
     /// A rootfs layer holding the host's busybox-static as /bin/busybox and /bin/sh.
     public static func busyboxEntries() throws -> [TestEntry] {
         let busybox = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "/bin/busybox")))
-        return [.dir("bin"), .file("bin/busybox", bytes: busybox), .symlink("bin/sh", to: "busybox"),
-                .symlink("bin/sleep", to: "busybox"), .symlink("bin/nc", to: "busybox"), .dir("tmp", mode: 0o1777)]
+        return [
+            .dir("bin"), .file("bin/busybox", bytes: busybox), .symlink("bin/sh", to: "busybox"),
+            .symlink("bin/sleep", to: "busybox"), .symlink("bin/nc", to: "busybox"), .dir("tmp", mode: 0o1777),
+        ]
     }
 
     /// Writes the archive to `path`.
@@ -83,7 +93,8 @@ public struct OCIArchiveBuilder {
             if i == truncateLayerBlob { blob = Array(blob[0..<(blob.count / 2)]) }
             blobs.append((digest, blob))
             layerDescriptors.append([
-                "mediaType": layer.compression == .gzip ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar",
+                "mediaType": layer.compression == .gzip
+                    ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar",
                 "digest": digest, "size": size,
             ])
         }
@@ -98,7 +109,9 @@ public struct OCIArchiveBuilder {
         blobs.append((Self.digest(config), config))
         let manifest = try Self.json([
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": ["mediaType": "application/vnd.oci.image.config.v1+json", "digest": Self.digest(config), "size": config.count],
+            "config": [
+                "mediaType": "application/vnd.oci.image.config.v1+json", "digest": Self.digest(config), "size": config.count,
+            ],
             "layers": layerDescriptors,
         ])
         blobs.append((Self.digest(manifest), manifest))
@@ -113,13 +126,17 @@ public struct OCIArchiveBuilder {
         ]
         if let manifestPlatform { real["platform"] = platform(manifestPlatform) }
         var listed: [[String: Any]] = decoys.map { decoy in
-            ["mediaType": decoy.mediaType, "digest": "sha256:" + String(repeating: "a", count: 64), "size": 10,
-             "platform": platform(decoy.platform)]
+            [
+                "mediaType": decoy.mediaType, "digest": "sha256:" + String(repeating: "a", count: 64), "size": 10,
+                "platform": platform(decoy.platform),
+            ]
         }
         listed.append(real)
         var top: [[String: Any]] = listed
         if nestedIndex {
-            let nested = try Self.json(["schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": listed])
+            let nested = try Self.json([
+                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": listed,
+            ])
             blobs.append((Self.digest(nested), nested))
             top = [["mediaType": "application/vnd.oci.image.index.v1+json", "digest": Self.digest(nested), "size": nested.count]]
         }
@@ -177,7 +194,9 @@ public struct OCIArchiveBuilder {
                 for (name, value) in e.xattrs {
                     _ = value.withCString { archive_entry_xattr_add_entry(entry, name, $0, strlen($0)) }
                 }
-                guard archive_write_header(a, entry) == ARCHIVE_OK else { throw BuildError.libarchive(String(cString: archive_error_string(a))) }
+                guard archive_write_header(a, entry) == ARCHIVE_OK else {
+                    throw BuildError.libarchive(String(cString: archive_error_string(a)))
+                }
                 if !data.isEmpty { _ = data.withUnsafeBytes { archive_write_data(a, $0.baseAddress, $0.count) } }
             }
         }

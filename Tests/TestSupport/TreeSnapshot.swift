@@ -26,7 +26,8 @@ public struct TreeSnapshot: Equatable, CustomStringConvertible {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             detail = "file " + detail + " sha256=" + SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
         case S_IFLNK:
-            detail = "symlink -> " + (try FileManager.default.destinationOfSymbolicLink(atPath: path))
+            detail =
+                "symlink -> " + (try FileManager.default.destinationOfSymbolicLink(atPath: path))
                 + String(format: " uid=%d gid=%d", st.st_uid, st.st_gid)
         case S_IFCHR, S_IFBLK: detail = "device \(st.st_rdev) " + detail
         case S_IFIFO: detail = "fifo " + detail
