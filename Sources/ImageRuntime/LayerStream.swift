@@ -21,7 +21,18 @@ final class LayerStream {
             // Whatever follows the compressed stream is part of the blob and its digest.
             while try !compressed.read().isEmpty {}
         }
-        tar = try ArchiveReader(format: .tar, source: pipeline, what: "layer \(label)")
+        do {
+            tar = try ArchiveReader(format: .tar, source: pipeline, what: "layer \(label)")
+        } catch {
+            // deinit does not run for a half-made object: end the decompressing thread here.
+            pipeline.stop()
+            throw error
+        }
+    }
+
+    deinit {
+        // Whether the layer was read to its end or abandoned on an error, the decompressing thread ends here.
+        pipeline.stop()
     }
 
     /// Reads what is left after the tar end marker, so the digests cover the whole blob.

@@ -93,8 +93,9 @@ final class PipelinedSource: ReadSource, @unchecked Sendable {  // all mutable s
         while try !read().isEmpty {}
     }
 
-    /// Stops the producer (after an error in the consumer) and waits for it.
-    private func stop() {
+    /// Stops the producer and waits for it. The owner must call this when it is done with the source (the
+    /// producer thread holds the source, so it cannot wait for deinit); calling it again does nothing.
+    func stop() {
         condition.lock()
         stopping = true
         condition.broadcast()

@@ -106,3 +106,22 @@ import Testing
         #expect(try String(contentsOfFile: "\(image.layers[0].path)/d39/f3999", encoding: .utf8).hasPrefix("line 3999\n"))
     }
 }
+
+@Suite struct PipelineTests {
+    static func threadCount() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task"))?.count ?? 0
+    }
+
+    /// A layer whose tar breaks at once while much decompressed data follows must not leave its decompressing
+    /// thread (and its buffers) behind (found by scripts/fuzz: memory grew with every such input).
+    @Test func anAbandonedLayerStreamEndsItsThread() throws {
+        var garbage = [UInt8](repeating: 0x41, count: 512)  // not a tar header
+        garbage += [UInt8](repeating: 0, count: 24 << 20)
+        let blob = try OCIArchiveBuilder.gzip(garbage)
+        let scratch = TestPaths.temporaryDirectory("pipeline")
+        let before = Self.threadCount()
+        for _ in 0..<30 { FuzzEntryPoints.unpackLayer([UInt8](blob), scratch: scratch) }
+        usleep(100_000)
+        #expect(Self.threadCount() < before + 10, "threads: \(before) before, \(Self.threadCount()) after")
+    }
+}

@@ -202,7 +202,7 @@ public struct OCIArchiveBuilder {
         }
     }
 
-    static func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
+    public static func gzip(_ bytes: [UInt8]) throws -> [UInt8] {
         let a = archive_write_new()!
         defer { archive_write_free(a) }
         archive_write_set_format_raw(a)
