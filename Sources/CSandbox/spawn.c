@@ -161,9 +161,18 @@ static int set_ambient(uint64_t keep) {
     return 0;
 }
 
+// execve, tried again for a while on ETXTBSY (a process still holding the file open for writing).
+static void execve_retrying(const char *path, char *const *argv, char *const *envp) {
+    for (int attempt = 0; attempt < 100; attempt++) {
+        execve(path, argv, envp);
+        if (errno != ETXTBSY) return;
+        usleep(1000);
+    }
+}
+
 static void exec_program(const struct fb_spawn_config *cfg) {
     if (strchr(cfg->file, '/') || cfg->search_path == NULL) {
-        execve(cfg->file, cfg->argv, cfg->envp);
+        execve_retrying(cfg->file, cfg->argv, cfg->envp);
         return;
     }
     char buf[4096];
@@ -178,7 +187,7 @@ static void exec_program(const struct fb_spawn_config *cfg) {
             else memcpy(buf, p, dlen);
             buf[dlen] = '/';
             memcpy(buf + dlen + 1, cfg->file, flen + 1);
-            execve(buf, cfg->argv, cfg->envp);
+            execve_retrying(buf, cfg->argv, cfg->envp);
             if (errno != ENOENT && errno != ENOTDIR) saved = errno;
         }
         if (!end) break;
@@ -191,18 +200,52 @@ static void exec_program(const struct fb_spawn_config *cfg) {
 #define CHILD_REPORT_FD 3
 #define CHILD_INIT_FD 4
 
-static int move_fd(int fd, int to) {
-    if (fd == to) return 0;
-    return dup3(fd, to, O_CLOEXEC) < 0 ? -1 : 0;
+// The descriptors the child keeps, at fixed numbers: 3 report pipe, 4 faasbox-init, 5-7 stdin/stdout/stderr,
+// 8... the cgroup files. All close on exec.
+struct child_fds {
+    int in, out, err;
+    int cgroup[8];
+    int n_cgroup;
+};
+
+// Everything else the child inherited is closed first, before the slow setup: holding a descriptor of a file
+// that another thread of faasbox is writing (a layer being unpacked, a test's copy of a binary) would make an
+// exec of that file elsewhere fail with ETXTBSY for as long as this child holds it.
+static int compact_fds(const struct fb_spawn_config *cfg, struct child_fds *f) {
+    int wanted[16];
+    int n = 0;
+    wanted[n++] = cfg->report_fd;
+    wanted[n++] = cfg->init_fd;
+    wanted[n++] = cfg->stdin_fd;
+    wanted[n++] = cfg->stdout_fd;
+    wanted[n++] = cfg->stderr_fd;
+    f->n_cgroup = cfg->n_cgroup_proc_fds < 8 ? cfg->n_cgroup_proc_fds : 8;
+    for (int i = 0; i < f->n_cgroup; i++) wanted[n++] = cfg->cgroup_proc_fds[i];
+    int high[16];
+    for (int i = 0; i < n; i++) {
+        high[i] = wanted[i] >= 0 ? fcntl(wanted[i], F_DUPFD_CLOEXEC, 64) : -1;
+        if (wanted[i] >= 0 && high[i] < 0) return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (high[i] >= 0 && dup3(high[i], CHILD_REPORT_FD + i, O_CLOEXEC) < 0) return -1;
+    syscall(SYS_close_range, CHILD_REPORT_FD + n, ~0U, 0);
+    f->in = cfg->stdin_fd >= 0 ? 5 : -1;
+    f->out = cfg->stdout_fd >= 0 ? 6 : -1;
+    f->err = cfg->stderr_fd >= 0 ? 7 : -1;
+    for (int i = 0; i < f->n_cgroup; i++) f->cgroup[i] = 8 + i;
+    return 0;
 }
 
 static void child_main(const struct fb_spawn_config *cfg) {
-    // Where failures go (used by CHECK): the report pipe, moved to CHILD_REPORT_FD once stdio is set up.
+    // Where failures go (used by CHECK): the report pipe, at CHILD_REPORT_FD once the descriptors are compact.
     int report_fd = cfg->report_fd;
+    struct child_fds fds;
+    if (compact_fds(cfg, &fds) < 0) report_and_exit(report_fd, FB_STAGE_STDIO, errno);
+    report_fd = CHILD_REPORT_FD;
     reset_signals();
-    for (int i = 0; i < cfg->n_cgroup_proc_fds; i++) {
-        CHECK(FB_STAGE_CGROUP, write_all(cfg->cgroup_proc_fds[i], "0", 1));
-        close(cfg->cgroup_proc_fds[i]);
+    for (int i = 0; i < fds.n_cgroup; i++) {
+        CHECK(FB_STAGE_CGROUP, write_all(fds.cgroup[i], "0", 1));
+        close(fds.cgroup[i]);
     }
     if (cfg->new_cgroup_ns) CHECK(FB_STAGE_CGROUP_NS, unshare(CLONE_NEWCGROUP));
     if (cfg->hostname) CHECK(FB_STAGE_HOSTNAME, sethostname(cfg->hostname, strlen(cfg->hostname)));
@@ -215,21 +258,10 @@ static void child_main(const struct fb_spawn_config *cfg) {
         CHECK(FB_STAGE_RLIMIT, setrlimit(cfg->rlimits[i].resource, &rl));
     }
     int devnull = -1;
-    if (cfg->stdin_fd < 0 || cfg->stdout_fd < 0 || cfg->stderr_fd < 0)
-        CHECK(FB_STAGE_STDIO, devnull = open("/dev/null", O_RDWR));
-    CHECK(FB_STAGE_STDIO, dup2(cfg->stdin_fd >= 0 ? cfg->stdin_fd : devnull, 0));
-    CHECK(FB_STAGE_STDIO, dup2(cfg->stdout_fd >= 0 ? cfg->stdout_fd : devnull, 1));
-    CHECK(FB_STAGE_STDIO, dup2(cfg->stderr_fd >= 0 ? cfg->stderr_fd : devnull, 2));
-    {
-        // Keep only stdio, the report pipe and faasbox-init (both close on exec), at 3 and 4.
-        int report = fcntl(cfg->report_fd, F_DUPFD_CLOEXEC, 10);
-        int init = cfg->init_fd >= 0 ? fcntl(cfg->init_fd, F_DUPFD_CLOEXEC, 10) : -1;
-        if (report < 0 || (cfg->init_fd >= 0 && init < 0)) report_and_exit(cfg->report_fd, FB_STAGE_STDIO, errno);
-        if (move_fd(report, CHILD_REPORT_FD) < 0) report_and_exit(report, FB_STAGE_STDIO, errno);
-        if (init >= 0 && move_fd(init, CHILD_INIT_FD) < 0) report_and_exit(CHILD_REPORT_FD, FB_STAGE_STDIO, errno);
-        syscall(SYS_close_range, init >= 0 ? CHILD_INIT_FD + 1 : CHILD_REPORT_FD + 1, ~0U, 0);
-        report_fd = CHILD_REPORT_FD;
-    }
+    if (fds.in < 0 || fds.out < 0 || fds.err < 0) CHECK(FB_STAGE_STDIO, devnull = open("/dev/null", O_RDWR | O_CLOEXEC));
+    CHECK(FB_STAGE_STDIO, dup2(fds.in >= 0 ? fds.in : devnull, 0));
+    CHECK(FB_STAGE_STDIO, dup2(fds.out >= 0 ? fds.out : devnull, 1));
+    CHECK(FB_STAGE_STDIO, dup2(fds.err >= 0 ? fds.err : devnull, 2));
     if (cfg->drop_caps) {
         CHECK(FB_STAGE_SECUREBITS, prctl(PR_SET_SECUREBITS,
             SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |

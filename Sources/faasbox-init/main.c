@@ -43,7 +43,13 @@ int main(int argc, char **argv, char **envp) {
         return 127;
     }
     if (child == 0) {
-        execvpe(argv[3], argv + 3, envp);
+        // ETXTBSY: another process still holds the file open for writing (briefly, e.g. a sandbox being
+        // set up elsewhere inherited it); try again for up to ~100 ms.
+        for (int attempt = 0; attempt < 100; attempt++) {
+            execvpe(argv[3], argv + 3, envp);
+            if (errno != ETXTBSY) break;
+            usleep(1000);
+        }
         report(fd, STAGE_EXEC, errno);
         _exit(127);
     }
