@@ -174,15 +174,7 @@ struct BlobDirectory {
         defer { close(fd) }
         while let (bytes, _) = try reader.readBlock() {
             hasher.update(bytes)
-            var done = 0
-            while done < bytes.count {
-                let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw .system(.current("write", path: file))
-                }
-                done += n
-            }
+            do { try FileSystem.writeAll(fd, bytes, path: file) } catch { throw .system(error) }
         }
     }
 

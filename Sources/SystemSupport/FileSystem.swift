@@ -63,21 +63,31 @@ public enum FileSystem {
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw .current("open", path: tmp) }
         defer { close(fd) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if Glibc.errno == EINTR { continue }
-                let e = SystemCallError.current("write", path: tmp)
-                unlink(tmp)
-                throw e
-            }
-            offset += n
+        let failure = bytes.withUnsafeBytes { buffer -> SystemCallError? in
+            do throws(SystemCallError) { try writeAll(fd, buffer, path: tmp) } catch { return error }
+            return nil
+        }
+        if let failure {
+            unlink(tmp)
+            throw failure
         }
         if rename(tmp, path) != 0 {
             let e = SystemCallError.current("rename", path: path)
             unlink(tmp)
             throw e
+        }
+    }
+
+    /// write(2) until every byte is written, retrying EINTR.
+    public static func writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, path: String) throws(SystemCallError) {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw .current("write", path: path)
+            }
+            done += n
         }
     }
 
