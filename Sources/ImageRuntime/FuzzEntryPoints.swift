@@ -36,6 +36,7 @@ package enum FuzzEntryPoints {
             let stream = try LayerStream(
                 fd: fd, label: "fuzz", verifyCompressed: .sha256, diffIDAlgorithm: .sha256,
                 limits: limits, bytesBudget: limits.maxTotalBytes)
+            defer { stream.stop() }  // before `close(fd)`
             let unpacker = try LayerUnpacker(
                 directory: dir, limits: limits, logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
             try unpacker.unpack(stream.tar, entryBudget: limits.maxEntries)

@@ -215,6 +215,9 @@ public final class ImageStore: Sendable {
             fd: fd, label: descriptor.digest, verifyCompressed: verifyBlob ? digest.algorithm : nil,
             diffIDAlgorithm: diffID.algorithm, limits: limits,
             bytesBudget: limits.maxTotalBytes - budget.bytesUnpacked)
+        // Runs before `close(fd)` above: the decompressing thread must be done with `fd` before the number can
+        // be reused (it would otherwise read from whatever gets that number next, a socket of another instance).
+        defer { stream.stop() }
         let unpacker = try LayerUnpacker(directory: directory, limits: limits, logger: logger)
         try unpacker.unpack(stream.tar, entryBudget: limits.maxEntries - budget.entriesUnpacked)
         let result = try stream.finish()

@@ -30,10 +30,11 @@ final class LayerStream {
         }
     }
 
-    deinit {
-        // Whether the layer was read to its end or abandoned on an error, the decompressing thread ends here.
-        pipeline.stop()
-    }
+    deinit { stop() }
+
+    /// Ends the decompressing thread (it reads the blob's descriptor): whether the layer was read to its end
+    /// or abandoned on an error, call this before closing that descriptor. Idempotent.
+    func stop() { pipeline.stop() }
 
     /// Reads what is left after the tar end marker, so the digests cover the whole blob.
     func finish() throws(ImageError) -> (compressed: Digest?, compressedSize: Int64, diffID: Digest, size: Int64) {

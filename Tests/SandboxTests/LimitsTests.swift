@@ -27,11 +27,18 @@ import Testing
         let rootfs = try BusyboxRootfs()
         defer { rootfs.remove() }
         // The subshell dies at its first failed fork; the sleeps it started stay, and the outer shell goes on.
-        var spec = rootfs.spec("(i=0; while [ $i -lt 60 ]; do sleep 5 & i=$((i+1)); done) 2>&1; echo loop-ended; sleep 5")
+        var spec = rootfs.spec("(i=0; while [ $i -lt 60 ]; do sleep 60 & i=$((i+1)); done) 2>&1; echo loop-ended; sleep 60")
         spec.limits.pids = 20
         let process = try await Sandbox.spawn(spec)
-        try await Task.sleep(for: .milliseconds(300))
-        let count = process.cgroup.processes().count
+        // Wait (up to 20 s, for slow machines) until the loop has run into the limit.
+        var count = 0
+        for _ in 0..<2000 {
+            count = process.cgroup.processes().count
+            if count >= 19 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        count = process.cgroup.processes().count
         await process.stop()
         let out = try process.readStdout()
         #expect(count <= 20 && count >= 15, "\(count) processes")
