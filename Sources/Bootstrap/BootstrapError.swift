@@ -14,6 +14,8 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     /// The invocation ran past the function's timeout; the instance was killed.
     case timedOut(Duration)
     case invalidRequest(String)
+    /// The request is over the contract's limit (bytes, limit).
+    case requestTooLarge(Int, limit: Int)
     /// The caller gave up (Ctrl-C, shutdown); the instance was torn down.
     case cancelled
 
@@ -24,6 +26,7 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .invocationFailed: return .userProcessExited
         case .timedOut: return .timeLimitReached
         case .invalidRequest: return .invalidParameter
+        case .requestTooLarge: return .requestTooLarge
         case .cancelled: return .internalError
         }
     }
@@ -43,6 +46,7 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .timedOut(let limit):
             return "the invocation timed out after \(Int(limit.milliseconds)) ms; the instance was killed"
         case .invalidRequest(let message): return "invalid request: \(message)"
+        case .requestTooLarge(let size, let limit): return "the request is \(size) bytes, over the limit of \(limit)"
         case .cancelled: return "interrupted; the instance was torn down"
         }
     }

@@ -190,6 +190,27 @@ public final class FunctionInstance: Sendable {
         }
     }
 
+    /// Invokes an image event function: `POST /event-invoke` with the event (which must be JSON) as the body
+    /// and the X-Scf-* headers; the response body is the function's return value. A non-JSON or oversize event
+    /// is refused (400 / 406) before the function is touched.
+    public func invokeEvent(_ event: [UInt8], requestID: String, timeout: Duration) async throws(BootstrapError) -> HTTPResponse {
+        try Self.validateEvent(event)
+        let request = HTTPRequest(
+            method: "POST", target: SCFContract.eventInvokePath,
+            headers: [("Content-Type", "application/json")], body: event)
+        return try await invoke(request, requestID: requestID, timeout: timeout)
+    }
+
+    /// Refuses an event the contract refuses: over 6 MB (406) or not JSON (400).
+    public static func validateEvent(_ event: [UInt8]) throws(BootstrapError) {
+        if event.count > SCFContract.maxSyncPayloadBytes {
+            throw .requestTooLarge(event.count, limit: SCFContract.maxSyncPayloadBytes)
+        }
+        if (try? JSONSerialization.jsonObject(with: Data(event), options: [.fragmentsAllowed])) == nil {
+            throw .invalidRequest("the event of an event function must be JSON")
+        }
+    }
+
     /// Peak memory of the instance's cgroup, in bytes.
     public var maxMemoryUsed: Int64? { process.cgroup.memoryPeak() }
 

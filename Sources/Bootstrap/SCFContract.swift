@@ -1,6 +1,10 @@
 /// The constants of the SCF contract (shared/scf-contract.md), each in one place.
 public enum SCFContract {
     public static let functionPort: UInt16 = 9000
+    /// Where image event functions receive their events.
+    public static let eventInvokePath = "/event-invoke"
+    /// Sync request and response payloads (§6, §7).
+    public static let maxSyncPayloadBytes = 6 << 20
     public static let defaultInitTimeout: Duration = .seconds(30)
     public static let defaultMemoryMB = 128
     public static let memoryRangeMB = 64...3072

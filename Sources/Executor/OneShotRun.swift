@@ -26,16 +26,32 @@ public struct OneShotRun: Sendable {
 
     /// Runs `request` against a fresh instance of `image`. Cancelling the task tears the instance down; it
     /// is always stopped before this returns or throws.
-    public func run(image: String, request: HTTPRequest)
+    public func run(image: String, request: HTTPRequest) async throws(BootstrapError) -> Result {
+        try await run(image: image, invocation: .http(request))
+    }
+
+    /// What one invocation sends: an HTTP request (web functions) or an event (image event functions).
+    public enum Invocation: Sendable {
+        case http(HTTPRequest)
+        case event([UInt8])
+    }
+
+    public func run(image: String, invocation: Invocation)
         async throws(BootstrapError) -> Result
     {
+        if case .event(let event) = invocation { try FunctionInstance.validateEvent(event) }
         let requestID = UUID().uuidString.lowercased()
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
         let clock = ContinuousClock()
         let begin = clock.now
         let response: HTTPResponse
         do {
-            response = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
+            switch invocation {
+            case .http(let request):
+                response = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
+            case .event(let event):
+                response = try await instance.invokeEvent(event, requestID: requestID, timeout: config.timeout)
+            }
         } catch {
             await instance.stop(grace: stopGrace)
             throw error

@@ -17,6 +17,12 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The request for a web function, as 'METHOD /path?query'.")
     var http: String = "GET /"
 
+    @Option(help: "The function's kind: web (HTTP passthrough) or event (POST /event-invoke).")
+    var type: FunctionConfig.Kind = .web
+
+    @Option(help: "The event for an event function: JSON, or @FILE to read it from a file.")
+    var event: String = "{}"
+
     @Option(help: "Memory limit in MB (64–3072).")
     var memory: Int = SCFContract.defaultMemoryMB
 
@@ -58,10 +64,25 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let request: HTTPRequest
-        do { request = try HTTPRequest(parsing: http) } catch { fail(error.description) }
+        let invocation: OneShotRun.Invocation
+        switch type {
+        case .event:
+            if event.hasPrefix("@") {
+                guard let data = FileManager.default.contents(atPath: String(event.dropFirst())) else {
+                    fail("--event \(event): cannot read the file")
+                }
+                invocation = .event([UInt8](data))
+            } else {
+                invocation = .event(Array(event.utf8))
+            }
+        case .web:
+            do { invocation = .http(try HTTPRequest(parsing: http)) } catch { fail(error.description) }
+        case .job:
+            fail("--type job is not supported yet")
+        }
         var config = FunctionConfig(name: (image as NSString).lastPathComponent.components(separatedBy: ".").first ?? "function")
         config.memoryMB = memory
+        config.kind = type
         config.initTimeout = .milliseconds(Int64(initTimeout * 1000))
         config.timeout = .milliseconds(Int64(timeout * 1000))
         config.hostNetwork = hostNetwork
@@ -84,7 +105,7 @@ struct Run: AsyncParsableCommand {
         // Ctrl-C or SIGTERM cancels the run; every path out of it stops the instance first.
         let imageReference = image
         let work = Task { () throws(BootstrapError) -> OneShotRun.Result in
-            try await OneShotRun(store: store, config: config).run(image: imageReference, request: request)
+            try await OneShotRun(store: store, config: config).run(image: imageReference, invocation: invocation)
         }
         let signals = SignalTrap { work.cancel() }
         defer { withExtendedLifetime(signals) {} }
@@ -124,3 +145,5 @@ final class SignalTrap: @unchecked Sendable {  // immutable after init
         }
     }
 }
+
+extension FunctionConfig.Kind: ExpressibleByArgument {}
