@@ -14,6 +14,10 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     /// The invocation ran past the function's timeout; the instance was killed.
     case timedOut(Duration)
     case invalidRequest(String)
+    /// The function's response is over the contract's limit (407).
+    case responseTooLarge(limit: Int)
+    /// The function ran out of its memory during the invocation (the cgroup's OOM killer struck; 434).
+    case memoryLimitExceeded(memoryMB: Int)
     /// The request is over the contract's limit (bytes, limit).
     case requestTooLarge(Int, limit: Int)
     /// The caller gave up (Ctrl-C, shutdown); the instance was torn down.
@@ -27,6 +31,8 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .timedOut: return .timeLimitReached
         case .invalidRequest: return .invalidParameter
         case .requestTooLarge: return .requestTooLarge
+        case .responseTooLarge: return .responseTooLarge
+        case .memoryLimitExceeded: return .memoryLimitReached
         case .cancelled: return .internalError
         }
     }
@@ -47,6 +53,9 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
             return "the invocation timed out after \(Int(limit.milliseconds)) ms; the instance was killed"
         case .invalidRequest(let message): return "invalid request: \(message)"
         case .requestTooLarge(let size, let limit): return "the request is \(size) bytes, over the limit of \(limit)"
+        case .responseTooLarge(let limit): return "the function's response is over the limit of \(limit) bytes"
+        case .memoryLimitExceeded(let mb):
+            return "the function exceeded its memory limit of \(mb) MB and was killed by the OOM killer"
         case .cancelled: return "interrupted; the instance was torn down"
         }
     }

@@ -157,6 +157,8 @@ public final class FunctionInstance: Sendable {
         } catch let error as BootstrapError {
             throw error
         } catch {
+            // A broken connection is explained by the cgroup when the OOM killer struck.
+            if process.cgroup.oomKilled() { throw .memoryLimitExceeded(memoryMB: config.memoryMB) }
             if let status = process.exitStatus { throw .invocationFailed("the function \(status)") }
             throw .invocationFailed("\(error)")
         }

@@ -74,7 +74,7 @@ enum HTTPForwarder {
                     response.headers = h.headers.map { ($0.name, $0.value) }
                 case .body(let buffer):
                     if response.body.count + buffer.readableBytes > maxBody {
-                        throw BootstrapError.invocationFailed("response over \(maxBody) bytes")
+                        throw BootstrapError.responseTooLarge(limit: maxBody)
                     }
                     response.body.append(contentsOf: buffer.readableBytesView)
                 case .end:

@@ -27,3 +27,24 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: instance.rootfs.directory))
     }
 }
+
+@Suite struct InvocationFailureTests {
+    @Test func runningOutOfMemoryDuringAnInvocationIsReportedAs434() async throws {
+        var config = FunctionConfig(name: "hog")
+        config.memoryMB = 64
+        // Each connection's handler keeps a 200 MB line in memory.
+        config.command = [
+            "/bin/sh", "-c", "exec nc -ll -p 9000 -e /bin/sh -c 'head -c 200000000 /dev/zero | tr \"\\\\0\" a | sort'",
+        ]
+        let store = try ImageStore(root: TestPaths.temporaryDirectory("oom"))
+        let instance = try await FunctionInstance.coldStart(
+            image: TestPaths.sampleImage("hello-web"), store: store, config: config)
+        await #expect {
+            _ = try await instance.invoke(HTTPRequest(method: "GET", target: "/"), requestID: "r", timeout: .seconds(20))
+        } throws: { error in
+            guard let e = error as? BootstrapError, case .memoryLimitExceeded(64) = e else { return false }
+            return e.code == .memoryLimitReached
+        }
+        await instance.stop()
+    }
+}
