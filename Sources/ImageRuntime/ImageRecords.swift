@@ -125,25 +125,27 @@ extension ImageStore {
         }
         // Blobs are kept only for images on record: their manifests, configs and layers.
         var removedBlobs = 0
-        let liveManifests = Set(records.compactMap { try? Digest(parsing: $0.manifestDigest) }.map(\.hex))
+        let live = referencedBlobs(records)
         let blobDir = "\(blobs.path)/sha256"
-        for hex in (try? FileManager.default.contentsOfDirectory(atPath: blobDir)) ?? [] where !liveManifests.contains(hex) {
-            if isReferencedBlob(hex, records: records) { continue }
+        for hex in (try? FileManager.default.contentsOfDirectory(atPath: blobDir)) ?? [] where !live.contains(hex) {
             if unlink("\(blobDir)/\(hex)") == 0 { removedBlobs += 1 }
         }
         return (removedLayers, removedBlobs)
     }
 
-    private func isReferencedBlob(_ hex: String, records: [ImageRecord]) -> Bool {
+    /// The hex digests of every stored blob an image on record uses: its manifest, config and layers.
+    private func referencedBlobs(_ records: [ImageRecord]) -> Set<String> {
+        var live = Set<String>()
         for record in records {
-            guard let digest = try? Digest(parsing: record.manifestDigest),
-                let bytes = try? FileSystem.read("\(blobs.path)/sha256/\(digest.hex)"),
+            guard let digest = try? Digest(parsing: record.manifestDigest) else { continue }
+            live.insert(digest.hex)
+            guard let bytes = try? FileSystem.read("\(blobs.path)/sha256/\(digest.hex)"),
                 let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(bytes))
             else { continue }
-            if manifest.config.digest.hasSuffix(hex) || manifest.layers.contains(where: { $0.digest.hasSuffix(hex) }) {
-                return true
+            for descriptor in [manifest.config] + manifest.layers {
+                if let blob = try? Digest(parsing: descriptor.digest) { live.insert(blob.hex) }
             }
         }
-        return false
+        return live
     }
 }

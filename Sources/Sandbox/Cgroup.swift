@@ -65,8 +65,7 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
         if let unified = mounts.first(where: { $0.v2 }), let relative = membership[""] {
             let path = unified.hostPath(for: relative)
             let available =
-                (try? String(contentsOfFile: "\(path)/cgroup.controllers", encoding: .utf8))?
-                .split(whereSeparator: \.isWhitespace).map(String.init) ?? []
+                CgroupFile.read("\(path)/cgroup.controllers")?.split(whereSeparator: \.isWhitespace).map(String.init) ?? []
             if available.contains("memory") {
                 return CgroupV2.prepareBase(path, available: available)
             }
