@@ -35,8 +35,7 @@ struct Bench: AsyncParsableCommand {
         Sandbox.prepareHost()
         let request: HTTPRequest
         do { request = try HTTPRequest(parsing: http) } catch { fail(error.description) }
-        let store: ImageStore
-        do { store = try ImageStore(root: state.stateDir) } catch { fail(error.description) }
+        let store = state.openStore()
         let bench = Benchmark(store: store, config: FunctionConfig(name: "bench"))
         var results: [Samples] = []
         do {

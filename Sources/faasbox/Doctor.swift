@@ -44,7 +44,7 @@ struct Doctor: AsyncParsableCommand {
     private func runIsolation() async throws {
         let verdicts: [IsolationCheck.Verdict]
         do {
-            verdicts = try await IsolationCheck.run(probeImage: probeImage, store: try ImageStore(root: state.stateDir))
+            verdicts = try await IsolationCheck.run(probeImage: probeImage, store: state.openStore())
         } catch { fail("the isolation probe could not run: \(error)") }
         for verdict in verdicts { print(verdict) }
         let broken = verdicts.filter { !$0.held }.count

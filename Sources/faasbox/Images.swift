@@ -7,8 +7,7 @@ struct Images: AsyncParsableCommand {
     @OptionGroup var state: StateOptions
 
     func run() async throws {
-        let store: ImageStore
-        do { store = try ImageStore(root: state.stateDir) } catch { fail(error.description) }
+        let store = state.openStore()
         print("DIGEST".padding(toLength: 20, withPad: " ", startingAt: 0) + "LAYERS  PULLED                SOURCE")
         let formatter = ISO8601DateFormatter()
         for image in store.images() {
@@ -30,7 +29,7 @@ struct Rmi: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let store = try ImageStore(root: state.stateDir)
+            let store = state.openStore()
             for image in images { for digest in try store.removeImage(image) { print("removed \(digest)") } }
         } catch { fail(error.description) }
     }
@@ -42,10 +41,7 @@ struct GC: AsyncParsableCommand {
     @OptionGroup var state: StateOptions
 
     func run() async throws {
-        do {
-            let store = try ImageStore(root: state.stateDir)
-            let removed = store.collectGarbage()
-            print("removed \(removed.layers) layers, \(removed.blobs) blobs")
-        } catch { fail(error.description) }
+        let removed = state.openStore().collectGarbage()
+        print("removed \(removed.layers) layers, \(removed.blobs) blobs")
     }
 }

@@ -15,7 +15,7 @@ struct Pull: AsyncParsableCommand {
         let clock = ContinuousClock()
         let begin = clock.now
         do {
-            let store = try ImageStore(root: state.stateDir)
+            let store = state.openStore()
             let pulled = try await store.pull(image)
             let elapsed = clock.now - begin
             print("\(image): \(pulled.manifestDigest)")

@@ -99,8 +99,7 @@ struct Run: AsyncParsableCommand {
             let eq = entry.firstIndex(of: "=")!
             config.environment[String(entry[..<eq])] = String(entry[entry.index(after: eq)...])
         }
-        let store: ImageStore
-        do { store = try ImageStore(root: state.stateDir) } catch { fail(error.description) }
+        let store = state.openStore()
         Sandbox.prepareHost()  // host detection is once per process, not part of an instance's InitRuntime
         // Ctrl-C or SIGTERM cancels the run; every path out of it stops the instance first.
         let imageReference = image
