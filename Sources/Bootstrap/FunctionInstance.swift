@@ -113,6 +113,7 @@ public final class FunctionInstance: Sendable {
         spec.limits.memoryBytes = Int64(config.memoryMB) << 20
         spec.network = config.hostNetwork ? .host : .isolated
         spec.seccomp = config.seccompProfile
+        spec.userNamespace = config.userNamespace
         if let user = try ImageUser.resolve(runtime?.user ?? "", rootfs: rootfs.path) { spec.user = user }
         return spec
     }

@@ -236,9 +236,25 @@ static int compact_fds(const struct fb_spawn_config *cfg, struct child_fds *f) {
     return 0;
 }
 
+// In a new user namespace: wait until the parent has written the id maps (one byte), or gave up (EOF).
+static int wait_for_id_maps(const struct fb_spawn_config *cfg) {
+    close(cfg->userns_sync_write_fd);
+    char byte;
+    ssize_t n;
+    do { n = read(cfg->userns_sync_read_fd, &byte, 1); } while (n < 0 && errno == EINTR);
+    close(cfg->userns_sync_read_fd);
+    if (n == 0) errno = ECANCELED;
+    if (n != 1) return -1;
+    // Become root of the namespace (its uid 0, mapped): files created from now on (the /dev nodes' mount
+    // points in a tmpfs of this namespace) need an owner that the namespace can name.
+    if (syscall(SYS_setresgid, 0, 0, 0) < 0) return -1;
+    return (int)syscall(SYS_setresuid, 0, 0, 0);
+}
+
 static void child_main(const struct fb_spawn_config *cfg) {
     // Where failures go (used by CHECK): the report pipe, at CHILD_REPORT_FD once the descriptors are compact.
     int report_fd = cfg->report_fd;
+    if (cfg->userns_sync_read_fd >= 0) CHECK(FB_STAGE_USERNS, wait_for_id_maps(cfg));
     struct child_fds fds;
     if (compact_fds(cfg, &fds) < 0) report_and_exit(report_fd, FB_STAGE_STDIO, errno);
     report_fd = CHILD_REPORT_FD;
@@ -308,8 +324,11 @@ pid_t fb_spawn(const struct fb_spawn_config *cfg, int *pidfd_out) {
     void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return -errno;
     int pidfd = -1;
-    int flags = (int)(cfg->clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
-    // The pidfd is stored through the parent_tid argument. This returns once the child has exec'd or exited.
+    int flags = (int)(cfg->clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | CLONE_PIDFD | SIGCHLD;
+    // Sharing memory and pausing this thread until the exec is what makes a spawn cheap. A child in a new user
+    // namespace must wait for the parent to write its id maps, so it gets a copy of the memory instead.
+    if (!(cfg->clone_flags & CLONE_NEWUSER)) flags |= CLONE_VM | CLONE_VFORK;
+    // The pidfd is stored through the parent_tid argument.
     pid_t pid = clone(child_entry, (char *)stack + stack_size, flags, (void *)cfg, &pidfd);
     int err = errno;
     munmap(stack, stack_size);

@@ -18,7 +18,9 @@ public enum IsolationCheck {
     }
 
     /// Runs the probe image; throws only when it cannot be run at all.
-    public static func run(probeImage: String, store: ImageStore) async throws -> [Verdict] {
+    public static func run(
+        probeImage: String, store: ImageStore, userNamespace: SandboxSpec.UserNamespace? = nil
+    ) async throws -> [Verdict] {
         let image = try await store.pull(probeImage)
         let id = "isolation-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let rootfs = try store.composeRootfs(image, instanceID: id)
@@ -34,6 +36,7 @@ public enum IsolationCheck {
         // /tmp is a tmpfs whose pages count against the instance's memory: give the probe room to fill the
         // 512 MB of /tmp before its memory bomb meets the limit.
         spec.limits.memoryBytes = 768 << 20
+        spec.userNamespace = userNamespace
         let process = try await Sandbox.spawn(spec)
         let stdout = process.stdout
         let output = try await runBlocking { () throws(SystemCallError) -> [UInt8] in try stdout.readToEnd() }

@@ -18,6 +18,8 @@ public struct SandboxSpec: Sendable {
     /// pid 1 is faasbox-init, a tiny static program that forwards signals and reaps zombies, and the program
     /// runs as its child; otherwise the program is pid 1.
     public var initProcess = true
+    /// A user namespace of its own, nil for none (faasbox runs as root on the host and drops to `user`).
+    public var userNamespace: UserNamespace?
     /// A unique name for the instance (its cgroup's name).
     public var instanceID: String
 
@@ -42,6 +44,26 @@ public struct SandboxSpec: Sendable {
         /// A non-root user that no host account is expected to have.
         public static let `default` = User(uid: 10001, gid: 10001)
         public static let root = User(uid: 0, gid: 0)
+    }
+
+    /// Ids 0..<count inside the sandbox are host ids hostID..<hostID+count, for users and groups alike: root
+    /// inside (used only during setup; the program runs as `user`) is an unprivileged id on the host, and host
+    /// files owned by ids outside the range appear as the overflow id (65534).
+    public struct UserNamespace: Sendable, Equatable {
+        public var hostID: UInt32
+        public var count: UInt32
+        public init(hostID: UInt32, count: UInt32) {
+            self.hostID = hostID
+            self.count = count
+        }
+        /// The range /etc/subuid conventionally gives root's containers.
+        public static let `default` = UserNamespace(hostID: 100_000, count: 65_536)
+
+        /// The line written to /proc/PID/uid_map and gid_map.
+        var mapLine: String { "0 \(hostID) \(count)\n" }
+
+        /// The host id of an id inside the namespace.
+        public func hostID(of id: UInt32) -> UInt32 { hostID + id }
     }
 
     public enum NetworkMode: Sendable, Equatable {

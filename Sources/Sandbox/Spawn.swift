@@ -30,6 +30,15 @@ public enum Sandbox {
 
     static func spawnBlocking(_ spec: SandboxSpec, cgroups: CgroupHost) throws(SandboxError) -> SandboxProcess {
         guard let program = spec.arguments.first, !program.isEmpty else { throw .invalidSpec("no program to run") }
+        if let userns = spec.userNamespace {
+            let ids = [spec.user.uid, spec.user.gid] + spec.user.groups
+            if userns.count == 0 || ids.contains(where: { $0 >= userns.count })
+                || UInt64(userns.hostID) + UInt64(userns.count) > UInt64(UInt32.max)
+            {
+                throw .invalidSpec(
+                    "user \(spec.user.uid):\(spec.user.gid) is not inside the user namespace's \(userns.count) ids")
+            }
+        }
         try Mounts.prepare(spec)
         let cgroup = try cgroups.createInstance(spec.instanceID, limits: spec.limits)
         do {
@@ -66,6 +75,7 @@ public enum Sandbox {
         config.clone_flags =
             UInt(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
             | (spec.network == .isolated ? UInt(CLONE_NEWNET) : 0)
+            | (spec.userNamespace != nil ? UInt(CLONE_NEWUSER) : 0)
         config.new_cgroup_ns = 1
         config.cgroup_proc_fds = UnsafePointer(arena.array(procFDs))
         config.n_cgroup_proc_fds = CInt(procFDs.count)
@@ -118,15 +128,35 @@ public enum Sandbox {
             config.seccomp_len = UInt16(filter.count / 8)  // sizeof(struct sock_filter)
         }
 
+        var sync: (read: OwnedFileDescriptor, write: OwnedFileDescriptor)?
+        if spec.userNamespace != nil {
+            do { sync = try OwnedFileDescriptor.pipe() } catch { throw .syscall(error) }
+        }
+        config.userns_sync_read_fd = sync?.read.rawValue ?? -1
+        config.userns_sync_write_fd = sync?.write.rawValue ?? -1
+
         var pidfd: CInt = -1
         let pid = withExtendedLifetime(arena) { fb_spawn(&config, &pidfd) }
-        if pid < 0 { throw .syscall(.negated("clone3", pid)) }
+        if pid < 0 { throw .syscall(.negated("clone", pid)) }
         report.write.close()
         stdout.write.close()
         stderr.write.close()
         let process = SandboxProcess(
             pid: pid, pidfd: OwnedFileDescriptor(.init(rawValue: pidfd)), cgroup: cgroup,
             network: spec.network, stdout: stdout.read, stderr: stderr.read)
+        if let userns = spec.userNamespace, let sync {
+            sync.read.close()
+            do {
+                try writeIDMaps(pid: pid, userns)
+            } catch {
+                process.killNow()
+                _ = process.reapBlocking()
+                throw error
+            }
+            let go: UInt8 = 1
+            _ = withUnsafeBytes(of: go) { Glibc.write(sync.write.rawValue, $0.baseAddress, 1) }
+            sync.write.close()
+        }
         switch readReport(report.read, timeout: 10_000) {
         case .execed:
             return process
@@ -139,6 +169,12 @@ public enum Sandbox {
             _ = process.reapBlocking()
             throw .setupFailed(step: "sandbox setup (no exec within 10 s)", errno: ETIMEDOUT)
         }
+    }
+
+    /// Maps the child's user namespace (the parent side of the handshake in spawn.c). Root on the host may map
+    /// any range, so setgroups stays allowed and the program can drop to its own groups.
+    private static func writeIDMaps(pid: pid_t, _ userns: SandboxSpec.UserNamespace) throws(SandboxError) {
+        for file in ["uid_map", "gid_map"] { try CgroupFile.write("/proc/\(pid)/\(file)", userns.mapLine) }
     }
 
     private enum ChildReport {
@@ -190,6 +226,7 @@ public enum Sandbox {
         case FB_STAGE_FORK: return "starting the program from \(InitBinary.name)"
         case FB_STAGE_EXEC: return "execve \(program)"
         case FB_STAGE_INIT: return "execveat \(InitBinary.name)"
+        case FB_STAGE_USERNS: return "waiting for the user namespace's id maps"
         default: return "stage \(stage)"
         }
     }

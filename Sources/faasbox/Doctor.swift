@@ -11,6 +11,9 @@ struct Doctor: AsyncParsableCommand {
     @Flag(help: "Run the isolation probe in a default sandbox and print HELD or BROKEN per property.")
     var isolation = false
 
+    @Flag(help: "With --isolation: run the probe in a user namespace of its own (ids 0-65535 → host 100000-165535).")
+    var userns = false
+
     @Option(help: "The isolation probe image (scripts/build-images builds it).")
     var probeImage = "build/images/isolation-probe.tar"
 
@@ -37,14 +40,15 @@ struct Doctor: AsyncParsableCommand {
         line(
             "seccomp",
             FileSystem.readProcFile("/proc/self/status").contains("Seccomp:") ? "yes (filter compiled with libseccomp)" : "no")
-        line("user namespaces", "max \(userNamespaces) (not used: faasbox runs as root)")
+        line("user namespaces", "max \(userNamespaces) (off by default: faasbox runs as root; `run --userns` turns one on)")
         line("faasbox-init", Sandbox.initBinaryStatus)
     }
 
     private func runIsolation() async throws {
         let verdicts: [IsolationCheck.Verdict]
         do {
-            verdicts = try await IsolationCheck.run(probeImage: probeImage, store: state.openStore())
+            verdicts = try await IsolationCheck.run(
+                probeImage: probeImage, store: state.openStore(), userNamespace: userns ? .default : nil)
         } catch { fail("the isolation probe could not run: \(error)") }
         for verdict in verdicts { print(verdict) }
         let broken = verdicts.filter { !$0.held }.count

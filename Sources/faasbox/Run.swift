@@ -46,6 +46,12 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Share the host's network namespace instead of an isolated one.")
     var hostNetwork = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Run the instance in a user namespace of its own: ids 0-65535 inside are host ids BASE-(BASE+65535).",
+            valueName: "BASE"))
+    var userns: UInt32?
+
     @Option(help: "A seccomp profile (JSON, as `faasbox seccomp-profile` prints the default) instead of the default.")
     var seccompProfile: String?
 
@@ -86,6 +92,7 @@ struct Run: AsyncParsableCommand {
         config.initTimeout = .milliseconds(Int64(initTimeout * 1000))
         config.timeout = .milliseconds(Int64(timeout * 1000))
         config.hostNetwork = hostNetwork
+        config.userNamespace = userns.map { SandboxSpec.UserNamespace(hostID: $0, count: 65_536) }
         if let seccompProfile {
             do {
                 config.seccompProfile = try JSONDecoder().decode(

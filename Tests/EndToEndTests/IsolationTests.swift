@@ -1,14 +1,17 @@
 import Executor
 import Foundation
 import ImageRuntime
+import Sandbox
 import TestSupport
 import Testing
 
 /// The isolation self-test (`faasbox doctor --isolation`) in the suite: every property must hold.
 @Suite struct IsolationTests {
-    @Test func everyIsolationPropertyHolds() async throws {
+    @Test(arguments: [nil, SandboxSpec.UserNamespace.default])
+    func everyIsolationPropertyHolds(userNamespace: SandboxSpec.UserNamespace?) async throws {
         let store = try ImageStore(root: TestPaths.temporaryDirectory("isolation"))
-        let verdicts = try await IsolationCheck.run(probeImage: TestPaths.sampleImage("isolation-probe"), store: store)
+        let verdicts = try await IsolationCheck.run(
+            probeImage: TestPaths.sampleImage("isolation-probe"), store: store, userNamespace: userNamespace)
         #expect(verdicts.count >= 33, "the probe ran to its end: \(verdicts.count) verdicts")
         for verdict in verdicts { #expect(verdict.held, "\(verdict)") }
         for property in [

@@ -33,4 +33,17 @@ extension SandboxProcess {
     func readStdout() throws -> String {
         String(decoding: try stdout.readToEnd(), as: UTF8.self)
     }
+
+    /// What the program wrote to stdout up to and including `marker` (or EOF), while it keeps running.
+    func readStdout(until marker: String) -> String {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: bytes, as: UTF8.self).contains(marker) {
+            let n = buffer.withUnsafeMutableBytes { read(stdout.rawValue, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }

@@ -58,6 +58,7 @@ enum fb_stage {
     FB_STAGE_FORK = 18,
     FB_STAGE_EXEC = 19,
     FB_STAGE_INIT = 20,
+    FB_STAGE_USERNS = 21,
     FB_STAGE_STEPS = 100,
 };
 
@@ -97,10 +98,14 @@ struct fb_spawn_config {
     char *const *envp;
     int init_fd;                      // faasbox-init (any fd, e.g. O_PATH): pid 1 execs it with init_argv; -1: pid 1 is the program
     char *const *init_argv;
+    // With CLONE_NEWUSER in clone_flags the child is a copy (fork-like, not CLONE_VM | CLONE_VFORK) that first
+    // waits for one byte on userns_sync_read_fd: the parent writes its uid_map and gid_map meanwhile. -1 otherwise.
+    int userns_sync_read_fd, userns_sync_write_fd;
 };
 
 /// Clones a child into new namespaces and runs the setup steps in it. Returns the child's pid (its pidfd in
-/// *pidfd_out) or -errno when clone itself fails. Setup failures arrive on report_fd.
+/// *pidfd_out) or -errno when clone itself fails. Setup failures arrive on report_fd. Without CLONE_NEWUSER
+/// this returns once the child has exec'd or failed; with it, at once (the child waits for its id maps).
 pid_t fb_spawn(const struct fb_spawn_config *config, int *pidfd_out);
 
 /// Creates a socket inside the network namespace of the process behind pidfd, on the calling thread,
