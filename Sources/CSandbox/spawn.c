@@ -15,6 +15,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -59,7 +60,7 @@ static int write_all(int fd, const char *s, size_t n) {
     return 0;
 }
 
-static int loopback_up(void) {
+int fb_loopback_up(void) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) return -1;
     struct ifreq ifr;
@@ -267,7 +268,7 @@ static void child_main(const struct fb_spawn_config *cfg) {
     if (cfg->hostname) CHECK(FB_STAGE_HOSTNAME, sethostname(cfg->hostname, strlen(cfg->hostname)));
     if (cfg->clone_flags & CLONE_NEWNS)
         CHECK(FB_STAGE_MOUNT_PRIVATE, mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL));
-    if (cfg->loopback_up) CHECK(FB_STAGE_LOOPBACK, loopback_up());
+    if (cfg->loopback_up) CHECK(FB_STAGE_LOOPBACK, fb_loopback_up());
     for (int i = 0; i < cfg->n_steps; i++) CHECK(FB_STAGE_STEPS + i, run_step(&cfg->steps[i]));
     for (int i = 0; i < cfg->n_rlimits; i++) {
         struct rlimit rl = {.rlim_cur = cfg->rlimits[i].soft, .rlim_max = cfg->rlimits[i].hard};
@@ -328,9 +329,25 @@ pid_t fb_spawn(const struct fb_spawn_config *cfg, int *pidfd_out) {
     // Sharing memory and pausing this thread until the exec is what makes a spawn cheap. A child in a new user
     // namespace must wait for the parent to write its id maps, so it gets a copy of the memory instead.
     if (!(cfg->clone_flags & CLONE_NEWUSER)) flags |= CLONE_VM | CLONE_VFORK;
+    // Joining a network namespace made beforehand: this thread enters it for the clone, so that the child
+    // (also one in a user namespace of its own, which could not setns there) starts inside it.
+    int own_netns = -1;
+    if (cfg->netns_fd >= 0) {
+        own_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (own_netns < 0 || setns(cfg->netns_fd, CLONE_NEWNET) < 0) {
+            int e = errno;
+            if (own_netns >= 0) close(own_netns);
+            munmap(stack, stack_size);
+            return -e;
+        }
+    }
     // The pidfd is stored through the parent_tid argument.
     pid_t pid = clone(child_entry, (char *)stack + stack_size, flags, (void *)cfg, &pidfd);
     int err = errno;
+    if (own_netns >= 0) {
+        if (setns(own_netns, CLONE_NEWNET) < 0) abort();  // never hand a thread in a function's netns back
+        close(own_netns);
+    }
     munmap(stack, stack_size);
     if (pid < 0) return -err;
     *pidfd_out = pidfd;

@@ -40,6 +40,28 @@ int fb_socket_in_netns(int pidfd, int domain, int type) {
     return s < 0 ? -e : s;
 }
 
+int fb_netns_create(void) {
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0) return -errno;
+    int ns = -1;
+    int e = 0;
+    if (unshare(CLONE_NEWNET) < 0) {
+        e = errno;
+        close(self);
+        return -e;
+    }
+    ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (ns < 0) e = errno;
+    else if (fb_loopback_up() < 0) {
+        e = errno;
+        close(ns);
+        ns = -1;
+    }
+    if (setns(self, CLONE_NEWNET) < 0) abort();  // a thread stuck in a function's namespace must not go back to the pool
+    close(self);
+    return ns < 0 ? -e : ns;
+}
+
 int fb_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve) {
     struct open_how how;
     memset(&how, 0, sizeof how);

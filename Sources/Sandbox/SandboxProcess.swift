@@ -125,7 +125,7 @@ public final class SandboxProcess: Sendable {
     /// Throws ECONNREFUSED while nothing listens there.
     public func connect(port: UInt16) throws(SandboxError) -> OwnedFileDescriptor {
         let fd: CInt
-        if network == .isolated {
+        if network != .host {
             fd = fb_socket_in_netns(pidfd.rawValue, AF_INET, CInt(SOCK_STREAM.rawValue))
             if fd < 0 { throw .syscall(.negated("socket in the instance's network namespace", fd)) }
         } else {

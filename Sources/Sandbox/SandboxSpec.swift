@@ -71,6 +71,8 @@ public struct SandboxSpec: Sendable {
         case isolated
         /// The host's network namespace.
         case host
+        /// A namespace made beforehand (see `NetworkNamespace`), e.g. to listen in it before the program starts.
+        case namespace(NetworkNamespace)
     }
 }
 

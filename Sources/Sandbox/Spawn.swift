@@ -81,6 +81,8 @@ public enum Sandbox {
         config.n_cgroup_proc_fds = CInt(procFDs.count)
         config.hostname = UnsafePointer(arena.string(spec.hostname))
         config.loopback_up = spec.network == .isolated ? 1 : 0
+        config.netns_fd = -1
+        if case .namespace(let netns) = spec.network { config.netns_fd = netns.descriptor.rawValue }
         config.steps = UnsafePointer(
             arena.array(
                 steps.map { step in

@@ -101,6 +101,7 @@ struct fb_spawn_config {
     // With CLONE_NEWUSER in clone_flags the child is a copy (fork-like, not CLONE_VM | CLONE_VFORK) that first
     // waits for one byte on userns_sync_read_fd: the parent writes its uid_map and gid_map meanwhile. -1 otherwise.
     int userns_sync_read_fd, userns_sync_write_fd;
+    int netns_fd;                     // a network namespace to start in (made by fb_netns_create); -1: none
 };
 
 /// Clones a child into new namespaces and runs the setup steps in it. Returns the child's pid (its pidfd in
@@ -111,6 +112,13 @@ pid_t fb_spawn(const struct fb_spawn_config *config, int *pidfd_out);
 /// Creates a socket inside the network namespace of the process behind pidfd, on the calling thread,
 /// and returns it (or -errno). The thread's own network namespace is restored before returning.
 int fb_socket_in_netns(int pidfd, int domain, int type);
+
+/// Creates a network namespace with lo up, without moving the calling thread (it enters, then returns).
+/// Returns a descriptor of the namespace or -errno.
+int fb_netns_create(void);
+
+/// Brings up lo in the calling thread's network namespace. 0 or -1 with errno.
+int fb_loopback_up(void);
 
 /// openat2(2), which glibc 2.36 does not wrap. Returns an fd or -errno.
 int fb_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve);
