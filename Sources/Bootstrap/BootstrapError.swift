@@ -20,6 +20,10 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     case memoryLimitExceeded(memoryMB: Int)
     /// The request is over the contract's limit (bytes, limit).
     case requestTooLarge(Int, limit: Int)
+    /// The function reported an error for the invocation (runtime API `invocation/error`; 430).
+    case functionError(String)
+    /// A job function exited unsuccessfully (430), with what it printed.
+    case jobFailed(ExitStatus, output: String)
     /// The caller gave up (Ctrl-C, shutdown); the instance was torn down.
     case cancelled
 
@@ -33,6 +37,7 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .requestTooLarge: return .requestTooLarge
         case .responseTooLarge: return .responseTooLarge
         case .memoryLimitExceeded: return .memoryLimitReached
+        case .functionError, .jobFailed: return .userCodeError
         case .cancelled: return .internalError
         }
     }
@@ -56,6 +61,8 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .responseTooLarge(let limit): return "the function's response is over the limit of \(limit) bytes"
         case .memoryLimitExceeded(let mb):
             return "the function exceeded its memory limit of \(mb) MB and was killed by the OOM killer"
+        case .functionError(let message): return "the function returned an error: \(message)"
+        case .jobFailed(let status, _): return "the job \(status)"
         case .cancelled: return "interrupted; the instance was torn down"
         }
     }
@@ -63,7 +70,7 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     /// What the function printed before it failed, where that is known.
     public var output: String? {
         switch self {
-        case .initTimeout(_, let output), .exitedDuringInit(_, let output): return output
+        case .initTimeout(_, let output), .exitedDuringInit(_, let output), .jobFailed(_, let output): return output
         default: return nil
         }
     }

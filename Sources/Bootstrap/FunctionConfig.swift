@@ -19,20 +19,26 @@ public struct FunctionConfig: Sendable {
     public var userNamespace: SandboxSpec.UserNamespace?
     /// The seccomp profile of the instances (nil: none); the default is modelled on Docker's.
     public var seccompProfile: SeccompProfile? = .default
+    /// `_HANDLER` for custom runtimes (SCF's default handler name).
+    public var handler = "index.main_handler"
+    /// SIGTERM, then this long for the instance to exit before SIGKILL, when an instance is stopped.
+    public var stopGrace: Duration = .seconds(2)
     public var version = SCFContract.defaultVersion
     public var namespace = SCFContract.defaultNamespace
 
     public init(name: String) { self.name = name }
 
-    /// The environment SCF gives a function (§4), then the image's, then the user's.
-    func environment(imageEnv: [String]) -> [String] {
-        var env: [(String, String)] = [
-            ("SCF_FUNCTIONNAME", name), ("SCF_FUNCTIONVERSION", version), ("SCF_NAMESPACE", namespace),
-            ("TENCENTCLOUD_REGION", SCFContract.localRegion), ("TENCENTCLOUD_APPID", SCFContract.localAppID),
-            ("TENCENTCLOUD_UIN", SCFContract.localUIN), ("TENCENTCLOUD_RUNENV", "SCF"),
-            ("USER_CODE_ROOT", SCFContract.userCodeRoot), ("SCF_FUNCTIONMEMORYSIZE", "\(memoryMB)"),
-            ("SCF_FUNCTIONTIMEOUT", "\(timeout.components.seconds)"),
-        ]
+    /// The environment SCF gives a function (§4; `runtime` adds the runtime API's and the job's variables),
+    /// then the image's, then the user's.
+    func environment(imageEnv: [String], runtime: [(String, String)] = []) -> [String] {
+        var env: [(String, String)] =
+            runtime + [
+                ("SCF_FUNCTIONNAME", name), ("SCF_FUNCTIONVERSION", version), ("SCF_NAMESPACE", namespace),
+                ("TENCENTCLOUD_REGION", SCFContract.localRegion), ("TENCENTCLOUD_APPID", SCFContract.localAppID),
+                ("TENCENTCLOUD_UIN", SCFContract.localUIN), ("TENCENTCLOUD_RUNENV", "SCF"),
+                ("USER_CODE_ROOT", SCFContract.userCodeRoot), ("SCF_FUNCTIONMEMORYSIZE", "\(memoryMB)"),
+                ("SCF_FUNCTIONTIMEOUT", "\(timeout.components.seconds)"), ("_HANDLER", handler),
+            ]
         for entry in imageEnv {
             guard let eq = entry.firstIndex(of: "=") else { continue }
             env.append((String(entry[..<eq]), String(entry[entry.index(after: eq)...])))

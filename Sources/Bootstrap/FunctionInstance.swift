@@ -19,12 +19,27 @@ public final class FunctionInstance: Sendable {
     public let output: OutputCollector
     public let process: SandboxProcess
     public let rootfs: InstanceRootfs
+    /// How invocations reach this instance, found out when it became ready.
+    public let protocolKind: ProtocolKind
+    private let runtimeServer: RuntimeAPIServer?
     private let group: EventLoopGroup
     private let stopped = AtomicFlag()
 
+    /// The ways an instance takes its invocations (contract §1).
+    public enum ProtocolKind: String, Sendable {
+        /// Web functions: the caller's request, forwarded to :9000.
+        case http
+        /// Image event functions: `POST /event-invoke` on :9000.
+        case eventInvoke = "event-invoke"
+        /// Custom runtimes: the event loop against the runtime API faasbox serves in the instance.
+        case runtimeAPI = "runtime-api"
+        /// Job functions: the event in `SCF_CUSTOM_CONTAINER_EVENT`; the run to exit is the invocation.
+        case job
+    }
+
     init(
         id: String, config: FunctionConfig, timings: PhaseTimings, output: OutputCollector, process: SandboxProcess,
-        rootfs: InstanceRootfs, group: EventLoopGroup
+        rootfs: InstanceRootfs, protocolKind: ProtocolKind, runtimeServer: RuntimeAPIServer?, group: EventLoopGroup
     ) {
         self.id = id
         self.config = config
@@ -32,20 +47,24 @@ public final class FunctionInstance: Sendable {
         self.output = output
         self.process = process
         self.rootfs = rootfs
+        self.protocolKind = protocolKind
+        self.runtimeServer = runtimeServer
         self.group = group
     }
 
     /// Cold-starts an instance of `image`: PullCode (verify, unpack, compose the rootfs), InitRuntime (the
-    /// sandbox up to exec), InitFunction (until port 9000 accepts). On any failure, everything made so far
-    /// is torn down before the error is thrown.
+    /// sandbox up to exec), InitFunction (until ready: port 9000 accepts, or, for event functions, the runtime
+    /// API's `init/ready`; a job is ready at exec and runs with `jobEvent`). On any failure, everything made
+    /// so far is torn down before the error is thrown.
     public static func coldStart(
-        image reference: String, store: ImageStore, config: FunctionConfig,
+        image reference: String, store: ImageStore, config: FunctionConfig, jobEvent: [UInt8]? = nil,
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "faasbox.bootstrap")
     ) async throws(BootstrapError) -> FunctionInstance {
         let clock = ContinuousClock()
         let begin = clock.now
         var timings = PhaseTimings()
         let id = "fb-" + String(UInt64.random(in: 1 << 60...UInt64.max), radix: 16)
+        if config.kind == .job { try validateJobEvent(jobEvent ?? []) }
 
         let image: PulledImage
         let rootfs: InstanceRootfs
@@ -57,27 +76,38 @@ public final class FunctionInstance: Sendable {
 
         let process: SandboxProcess
         let output = OutputCollector()
-        if Task.isCancelled {
-            rootfs.remove()
-            throw .cancelled
-        }
+        var runtimeServer: RuntimeAPIServer?
         do {
-            let spec = try sandboxSpec(id: id, config: config, image: image, rootfs: rootfs, reference: reference)
+            if Task.isCancelled { throw BootstrapError.cancelled }
+            var spec = try sandboxSpec(id: id, config: config, image: image, rootfs: rootfs, reference: reference)
+            if config.kind == .job {
+                spec.environment.append("\(SCFContract.jobEventVariable)=\(String(decoding: jobEvent ?? [], as: UTF8.self))")
+            }
             let spawnStart = clock.now
+            if config.kind == .event {
+                runtimeServer = try await startRuntimeAPI(&spec, config: config, output: output, group: group)
+            }
             process = try await Sandbox.spawn(spec)
             timings.initRuntime = clock.now - spawnStart
         } catch {
+            await runtimeServer?.stop()
             rootfs.remove()
-            if let e = error as? BootstrapError { throw e }
-            throw .sandbox(error as! SandboxError)
+            switch error {
+            case let e as BootstrapError: throw e
+            case let e as SandboxError: throw .sandbox(e)
+            default: throw .invocationFailed("\(error)")
+            }
         }
+        let protocolKind: ProtocolKind
         do {
             try await output.attach(stdout: process.stdout, stderr: process.stderr, group: group)
             let execDone = clock.now
-            try await waitUntilReady(process, initTimeout: config.initTimeout)
+            protocolKind = try await waitUntilReady(process, config: config, runtimeAPI: runtimeServer?.api)
             timings.initFunction = clock.now - execDone
             timings.coldstart = clock.now - begin
         } catch {
+            runtimeServer?.api.close(.cancelled)
+            await runtimeServer?.stop()
             await process.stop()
             rootfs.remove()
             await output.waitForEOF()
@@ -92,10 +122,42 @@ public final class FunctionInstance: Sendable {
             default: throw .invocationFailed("\(error)")
             }
         }
+        if protocolKind != .runtimeAPI, let server = runtimeServer {
+            server.api.close(.cancelled)
+            await server.stop()
+            runtimeServer = nil
+        }
+        if let api = runtimeServer?.api {
+            Task {
+                let status = await process.wait()
+                api.close(
+                    process.cgroup.oomKilled()
+                        ? .memoryLimitExceeded(memoryMB: config.memoryMB) : .invocationFailed("the function \(status)"))
+            }
+        }
         logger.debug("instance ready", metadata: ["instance": "\(id)", "coldstart-ms": "\(timings.coldstart.milliseconds)"])
         return FunctionInstance(
             id: id, config: config, timings: timings, output: output, process: process,
-            rootfs: rootfs, group: group)
+            rootfs: rootfs, protocolKind: protocolKind, runtimeServer: runtimeServer, group: group)
+    }
+
+    /// Serves the runtime API for an event function: on 127.0.0.1:9001 in a network namespace made for the
+    /// instance now (so that it listens before the bootstrap starts), or on a free host port with host networking.
+    private static func startRuntimeAPI(
+        _ spec: inout SandboxSpec, config: FunctionConfig, output: OutputCollector, group: EventLoopGroup
+    ) async throws -> RuntimeAPIServer {
+        let listener: OwnedFileDescriptor
+        var port = RuntimeAPIServer.port
+        if config.hostNetwork {
+            (listener, port) = try NetworkNamespace.listenOnHost()
+        } else {
+            let netns = try NetworkNamespace()
+            listener = try netns.listen(port: port)
+            spec.network = .namespace(netns)
+        }
+        spec.environment += ["SCF_RUNTIME_API=127.0.0.1", "SCF_RUNTIME_API_PORT=\(port)"]
+        let api = RuntimeAPI { message in output.append(.init(stream: .stderr, text: "faasbox: \(message)")) }
+        return try await RuntimeAPIServer.start(api, listener: listener, group: group)
     }
 
     private static func sandboxSpec(
@@ -118,9 +180,29 @@ public final class FunctionInstance: Sendable {
         return spec
     }
 
-    /// Polls port 9000 in the instance's network namespace until it accepts, the process exits, or the
-    /// init timeout passes. Starts at 0.2 ms between tries and backs off to 5 ms.
-    private static func waitUntilReady(_ process: SandboxProcess, initTimeout: Duration) async throws {
+    /// Waits until the instance is ready, the process exits, or the init timeout passes. Port 9000 is polled
+    /// (0.2 ms between tries, backing off to 5 ms); an event function may instead report `init/ready` to the
+    /// runtime API, which ends the wait at once. Returns how the instance takes invocations.
+    private static func waitUntilReady(_ process: SandboxProcess, config: FunctionConfig, runtimeAPI: RuntimeAPI?) async throws
+        -> ProtocolKind
+    {
+        if config.kind == .job { return .job }
+        let portKind: ProtocolKind = config.kind == .web ? .http : .eventInvoke
+        guard let runtimeAPI else { return try await pollPort(process, initTimeout: config.initTimeout, kind: portKind) }
+        return try await withThrowingTaskGroup(of: ProtocolKind?.self) { group in
+            group.addTask { try await pollPort(process, initTimeout: config.initTimeout, kind: portKind) }
+            group.addTask { await runtimeAPI.waitReady() ? .runtimeAPI : nil }
+            defer { group.cancelAll() }
+            while let next = try await group.next() {
+                if let kind = next { return kind }
+            }
+            throw BootstrapError.cancelled
+        }
+    }
+
+    private static func pollPort(_ process: SandboxProcess, initTimeout: Duration, kind: ProtocolKind) async throws
+        -> ProtocolKind
+    {
         let deadline = ContinuousClock.now + initTimeout
         var pause = Duration.microseconds(200)
         Task { _ = await process.wait() }  // so that an exit is noticed while polling
@@ -128,7 +210,7 @@ public final class FunctionInstance: Sendable {
             if let status = process.exitStatus { throw BootstrapError.exitedDuringInit(status, output: "") }
             do {
                 _ = try process.connect(port: SCFContract.functionPort)
-                return
+                return kind
             } catch {
                 guard case .syscall(let e) = error else { throw BootstrapError.sandbox(error) }
                 if e.errno == .noSuchProcess { throw BootstrapError.exitedDuringInit(await process.wait(), output: "") }
@@ -169,24 +251,38 @@ public final class FunctionInstance: Sendable {
     /// `.timedOut` is thrown; the instance is then stopped and must not be reused.
     public func invoke(_ request: HTTPRequest, requestID: String, timeout: Duration) async throws(BootstrapError) -> HTTPResponse
     {
+        try await bounded(by: timeout) { try await self.invoke(request, requestID: requestID) }
+    }
+
+    /// Runs `body`, but past `timeout` (or when the task is cancelled) the instance is stopped at once, which
+    /// ends `body`, and `.timedOut` (or `.cancelled`) is thrown.
+    private func bounded<T: Sendable>(by timeout: Duration, _ body: @escaping @Sendable () async throws -> T)
+        async throws(BootstrapError)
+        -> T
+    {
         do {
-            return try await withThrowingTaskGroup(of: HTTPResponse?.self) { group in
-                group.addTask { try await self.invoke(request, requestID: requestID) }
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body() }
                 group.addTask {
                     try await Task.sleep(for: timeout)
                     return nil
                 }
                 defer { group.cancelAll() }
-                guard let first = try await group.next(), let response = first else {
-                    await self.stop()
+                let first: T??
+                do { first = try await group.next() } catch {
+                    if error is CancellationError || Task.isCancelled { await self.stop(grace: .zero) }
+                    throw error
+                }
+                guard let first, let result = first else {
+                    await self.stop(grace: .zero)
                     throw BootstrapError.timedOut(timeout)
                 }
-                return response
+                return result
             }
         } catch let error as BootstrapError {
             throw error
         } catch is CancellationError {
-            await stop()
+            await stop(grace: .zero)
             throw .cancelled
         } catch {
             throw .invocationFailed("\(error)")
@@ -198,6 +294,17 @@ public final class FunctionInstance: Sendable {
     /// is refused (400 / 406) before the function is touched.
     public func invokeEvent(_ event: [UInt8], requestID: String, timeout: Duration) async throws(BootstrapError) -> HTTPResponse {
         try Self.validateEvent(event)
+        if let api = runtimeServer?.api {
+            let invocation = RuntimeAPI.Invocation(
+                requestID: requestID, event: event, memoryMB: config.memoryMB,
+                timeoutMilliseconds: Int64(timeout.milliseconds))
+            let outcome = try await bounded(by: timeout) { await api.invoke(invocation) }
+            switch outcome {
+            case .response(let body): return HTTPResponse(status: 200, reason: "OK", headers: [], body: body)
+            case .error(let body): throw .functionError(String(decoding: body, as: UTF8.self))
+            case .failed(let error): throw error
+            }
+        }
         let request = HTTPRequest(
             method: "POST", target: SCFContract.eventInvokePath,
             headers: [("Content-Type", "application/json")], body: event)
@@ -214,14 +321,39 @@ public final class FunctionInstance: Sendable {
         }
     }
 
+    /// Refuses a job event the contract refuses: not JSON (400) or over the 128 KB of one variable (406).
+    public static func validateJobEvent(_ event: [UInt8]) throws(BootstrapError) {
+        if event.count > SCFContract.maxJobEventBytes {
+            throw .requestTooLarge(event.count, limit: SCFContract.maxJobEventBytes)
+        }
+        if event.contains(0) { throw .invalidRequest("the event of a job function cannot contain NUL bytes") }
+        if !event.isEmpty, (try? JSONSerialization.jsonObject(with: Data(event), options: [.fragmentsAllowed])) == nil {
+            throw .invalidRequest("the event of a job function must be JSON")
+        }
+    }
+
+    /// A job's invocation: waits (up to `timeout`) for the job to exit. Exit status 0 is success; any other end is
+    /// an error: `.jobFailed` with its output, `.memoryLimitExceeded` if the OOM killer ended it.
+    public func waitForJob(timeout: Duration) async throws(BootstrapError) -> ExitStatus {
+        let process = self.process
+        let status = try await bounded(by: timeout) { await process.wait() }
+        await output.waitForEOF()
+        if process.cgroup.oomKilled() { throw .memoryLimitExceeded(memoryMB: config.memoryMB) }
+        if status != .exited(0) { throw .jobFailed(status, output: output.text) }
+        return status
+    }
+
     /// Peak memory of the instance's cgroup, in bytes.
     public var maxMemoryUsed: Int64? { process.cgroup.memoryPeak() }
 
-    /// Stops the instance (SIGTERM, `grace`, SIGKILL of the whole cgroup), removes its cgroup, unmounts and
-    /// deletes its rootfs. Idempotent.
-    public func stop(grace: Duration = .zero) async {
+    /// Stops the instance (SIGTERM, `grace` — by default the function's `stopGrace` — then SIGKILL of the whole
+    /// cgroup), removes its cgroup, unmounts and deletes its rootfs. Idempotent.
+    public func stop(grace: Duration? = nil) async {
         guard stopped.setOnce() else { return }
-        await process.stop(grace: grace)
-        rootfs.remove()
+        runtimeServer?.api.close(.invocationFailed("the instance was stopped"))
+        await process.stop(grace: grace ?? config.stopGrace)
+        await runtimeServer?.stop()
+        let rootfs = self.rootfs
+        await runBlocking { rootfs.remove() }  // unmount and delete: off the cooperative pool
     }
 }

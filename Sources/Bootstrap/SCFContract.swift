@@ -5,6 +5,11 @@ public enum SCFContract {
     public static let eventInvokePath = "/event-invoke"
     /// Sync request and response payloads (§6, §7).
     public static let maxSyncPayloadBytes = 6 << 20
+    /// Async events, and a job's event (one environment variable) (§4, §6).
+    public static let maxAsyncPayloadBytes = 128 << 10
+    public static let maxJobEventBytes = 128 << 10
+    /// Where a job function finds its event (§4).
+    public static let jobEventVariable = "SCF_CUSTOM_CONTAINER_EVENT"
     public static let defaultInitTimeout: Duration = .seconds(30)
     public static let defaultMemoryMB = 128
     public static let memoryRangeMB = 64...3072
@@ -53,10 +58,12 @@ public enum LogFormat {
             + "\(Int(duration.milliseconds.rounded(.up))) ms Memory Size: \(memorySizeMB) MB Max Memory Used: \(used) MB"
     }
 
+    /// Coldstart and its phases; `Overhead` (faasbox's own time between the phases) is added at the end so that
+    /// nothing of the cold start is hidden.
     public static func initReport(_ requestID: String, _ t: PhaseTimings) -> String {
         "Init Report RequestId: \(requestID) Coldstart: \(format1(t.coldstart.milliseconds))ms "
             + "PullCode: \(format1(t.pullCode.milliseconds))ms InitRuntime: \(format1(t.initRuntime.milliseconds))ms "
-            + "InitFunction: \(format1(t.initFunction.milliseconds))ms"
+            + "InitFunction: \(format1(t.initFunction.milliseconds))ms Overhead: \(format1(t.overhead.milliseconds))ms"
     }
 
     /// One decimal place: the report lines have 0.1 ms resolution.

@@ -26,7 +26,7 @@ public enum IsolationCheck {
         let rootfs = try store.composeRootfs(image, instanceID: id)
         defer { rootfs.remove() }
         let marker = "\(store.root)/.isolation-marker-\(id)"
-        FileManager.default.createFile(atPath: marker, contents: Data("host only".utf8))
+        _ = FileManager.default.createFile(atPath: marker, contents: Data("host only".utf8))
         defer { unlink(marker) }
         let listener = try HostListener()
         var spec = SandboxSpec(

@@ -8,7 +8,11 @@ import Synchronization
 public struct OneShotRun: Sendable {
     public struct Result: Sendable {
         public let requestID: String
+        /// The function's answer: the HTTP response (web), the return value as the body (event), an empty 200
+        /// (a job that exited 0; its output is in the log).
         public let response: HTTPResponse
+        /// How the instance took the invocation (event functions: event-invoke or runtime-api).
+        public let protocolKind: FunctionInstance.ProtocolKind
         public let timings: PhaseTimings
         public let logLines: [String]
         public let initReport: String
@@ -16,12 +20,10 @@ public struct OneShotRun: Sendable {
 
     public let store: ImageStore
     public let config: FunctionConfig
-    public let stopGrace: Duration
 
-    public init(store: ImageStore, config: FunctionConfig, stopGrace: Duration = .zero) {
+    public init(store: ImageStore, config: FunctionConfig) {
         self.store = store
         self.config = config
-        self.stopGrace = stopGrace
     }
 
     /// Runs `request` against a fresh instance of `image`. Cancelling the task tears the instance down; it
@@ -30,7 +32,7 @@ public struct OneShotRun: Sendable {
         try await run(image: image, invocation: .http(request))
     }
 
-    /// What one invocation sends: an HTTP request (web functions) or an event (image event functions).
+    /// What one invocation sends: an HTTP request (web functions) or an event (event and job functions).
     public enum Invocation: Sendable {
         case http(HTTPRequest)
         case event([UInt8])
@@ -39,29 +41,39 @@ public struct OneShotRun: Sendable {
     public func run(image: String, invocation: Invocation)
         async throws(BootstrapError) -> Result
     {
-        if case .event(let event) = invocation { try FunctionInstance.validateEvent(event) }
+        var jobEvent: [UInt8]?
+        if case .event(let event) = invocation {
+            if config.kind == .job {
+                jobEvent = event
+            } else {
+                try FunctionInstance.validateEvent(event)
+            }
+        }
         let requestID = UUID().uuidString.lowercased()
-        let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
+        let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: jobEvent)
         let clock = ContinuousClock()
         let begin = clock.now
         let response: HTTPResponse
         do {
-            switch invocation {
-            case .http(let request):
+            switch (invocation, instance.protocolKind) {
+            case (_, .job):
+                _ = try await instance.waitForJob(timeout: config.timeout)
+                response = HTTPResponse(status: 200, reason: "OK", headers: [], body: [])
+            case (.http(let request), _):
                 response = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
-            case .event(let event):
+            case (.event(let event), _):
                 response = try await instance.invokeEvent(event, requestID: requestID, timeout: config.timeout)
             }
         } catch {
-            await instance.stop(grace: stopGrace)
+            await instance.stop()
             throw error
         }
         let duration = clock.now - begin
         let peak = instance.maxMemoryUsed
-        await instance.stop(grace: stopGrace)
+        await instance.stop()
         await instance.output.waitForEOF()
         return Result(
-            requestID: requestID, response: response, timings: instance.timings,
+            requestID: requestID, response: response, protocolKind: instance.protocolKind, timings: instance.timings,
             logLines: Self.logLines(requestID, instance: instance, duration: duration, peak: peak, memoryMB: config.memoryMB),
             initReport: LogFormat.initReport(requestID, instance.timings))
     }

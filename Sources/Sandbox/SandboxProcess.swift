@@ -98,24 +98,28 @@ public final class SandboxProcess: Sendable {
         if stopped.setOnce() {
             if exitStatus == nil && grace > .zero {
                 signal(SIGTERM)
-                let exited = await withTaskGroup(of: Bool.self) { group in
+                await withTaskGroup(of: Bool.self) { group in
                     group.addTask {
                         _ = await self.wait(); return true
                     }
                     group.addTask {
                         try? await Task.sleep(for: grace); return false
                     }
-                    let first = await group.next() ?? false
+                    // The group ends only when both tasks have: past the grace period the kill is what ends wait().
+                    if await group.next() != true { await runBlocking { self.killNow() } }
                     group.cancelAll()
-                    return first
                 }
-                if !exited { killNow() }
             } else {
-                killNow()
+                await runBlocking { self.killNow() }
             }
             let status = await wait()
-            cgroup.killAll()
-            try? cgroup.remove()
+            // Freezing, killing and rmdir (retried while dying tasks leave) can take a while under memory
+            // pressure: not on the cooperative pool, whose few threads every other instance needs.
+            let cgroup = self.cgroup
+            await runBlocking {
+                cgroup.killAll()
+                try? cgroup.remove()
+            }
             return status
         }
         return await wait()

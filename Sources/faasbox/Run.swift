@@ -9,7 +9,7 @@ import Synchronization
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Cold-start a function image, send it one request, print the answer, its logs and the Init Report.")
+        abstract: "Cold-start a function image, send it one request, print the answer and the Init Report (--log: all its logs).")
 
     @Argument(help: "An OCI image layout: an oci-archive tarball or a directory (PATH or PATH:tag).")
     var image: String
@@ -17,10 +17,14 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The request for a web function, as 'METHOD /path?query'.")
     var http: String = "GET /"
 
-    @Option(help: "The function's kind: web (HTTP passthrough) or event (POST /event-invoke).")
+    @Option(
+        help: """
+            The function's kind: web (HTTP passthrough), event (POST /event-invoke on :9000, or the custom-runtime \
+            event loop), job (runs to exit with the event in SCF_CUSTOM_CONTAINER_EVENT).
+            """)
     var type: FunctionConfig.Kind = .web
 
-    @Option(help: "The event for an event function: JSON, or @FILE to read it from a file.")
+    @Option(help: "The event for an event or job function: JSON, or @FILE to read it from a file.")
     var event: String = "{}"
 
     @Option(help: "Memory limit in MB (64–3072).")
@@ -29,8 +33,14 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Seconds one invocation may take before the instance is killed.")
     var timeout: Double = Double(SCFContract.defaultTimeout.components.seconds)
 
-    @Option(help: "Seconds the function has to listen on port 9000.")
+    @Option(help: "Seconds the function has to become ready (listen on port 9000, or report init/ready).")
     var initTimeout: Double = 30
+
+    @Option(help: "Seconds between SIGTERM and SIGKILL when the instance is stopped.")
+    var stopGrace: Double = 2
+
+    @Flag(help: "Print the invocation's log: START, the function's output, END, REPORT (and the Init Report).")
+    var log = false
 
     @Option(name: .customLong("env"), help: "An environment variable K=V for the function (repeatable).")
     var environment: [String] = []
@@ -65,6 +75,7 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("--memory must be within \(SCFContract.memoryRangeMB) MB")
         }
         guard initTimeout > 0 else { throw ValidationError("--init-timeout must be positive") }
+        guard stopGrace >= 0 else { throw ValidationError("--stop-grace cannot be negative") }
         guard (1...900).contains(timeout) else { throw ValidationError("--timeout must be within 1–900 s") }
         for entry in environment where !entry.contains("=") { throw ValidationError("--env takes K=V, got '\(entry)'") }
     }
@@ -72,7 +83,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let invocation: OneShotRun.Invocation
         switch type {
-        case .event:
+        case .event, .job:
             if event.hasPrefix("@") {
                 guard let data = FileManager.default.contents(atPath: String(event.dropFirst())) else {
                     fail("--event \(event): cannot read the file")
@@ -83,14 +94,13 @@ struct Run: AsyncParsableCommand {
             }
         case .web:
             do { invocation = .http(try HTTPRequest(parsing: http)) } catch { fail(error.description) }
-        case .job:
-            fail("--type job is not supported yet")
         }
         var config = FunctionConfig(name: (image as NSString).lastPathComponent.components(separatedBy: ".").first ?? "function")
         config.memoryMB = memory
         config.kind = type
         config.initTimeout = .milliseconds(Int64(initTimeout * 1000))
         config.timeout = .milliseconds(Int64(timeout * 1000))
+        config.stopGrace = .milliseconds(Int64(stopGrace * 1000))
         config.hostNetwork = hostNetwork
         config.userNamespace = userns.map { SandboxSpec.UserNamespace(hostID: $0, count: 65_536) }
         if let seccompProfile {
@@ -127,13 +137,26 @@ struct Run: AsyncParsableCommand {
         } catch {
             fail("\(error)")
         }
-        print("HTTP/1.1 \(result.response.status) \(result.response.reason)")
-        for (name, value) in result.response.headers { print("\(name): \(value)") }
-        print("")
-        print(result.response.bodyText, terminator: result.response.bodyText.hasSuffix("\n") ? "" : "\n")
-        print("")
-        for line in result.logLines { print(line) }
+        printResult(result)
+        if log { for line in result.logLines { print(line) } }
         print(result.initReport)
+    }
+
+    /// Web functions: the HTTP response; event functions: the return value; jobs: nothing (they exited 0).
+    private func printResult(_ result: OneShotRun.Result) {
+        let body = result.response.bodyText
+        switch result.protocolKind {
+        case .http:
+            print("HTTP/1.1 \(result.response.status) \(result.response.reason)")
+            for (name, value) in result.response.headers { print("\(name): \(value)") }
+            print("")
+            print(body, terminator: body.hasSuffix("\n") ? "" : "\n")
+        case .eventInvoke, .runtimeAPI:
+            print(body, terminator: body.hasSuffix("\n") ? "" : "\n")
+        case .job:
+            break
+        }
+        if log { print("") }
     }
 }
 

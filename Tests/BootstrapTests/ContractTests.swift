@@ -12,7 +12,8 @@ import Testing
         t.coldstart = .microseconds(6_000)
         #expect(
             LogFormat.initReport("rid", t)
-                == "Init Report RequestId: rid Coldstart: 6.0ms PullCode: 1.2ms InitRuntime: 4.6ms InitFunction: 0.1ms")
+                == "Init Report RequestId: rid Coldstart: 6.0ms PullCode: 1.2ms InitRuntime: 4.6ms InitFunction: 0.1ms Overhead: 0.2ms"
+        )
         #expect(t.overhead == .microseconds(156))
     }
 
@@ -30,6 +31,8 @@ import Testing
         #expect(env.contains("SCF_NAMESPACE=default"))
         #expect(env.contains("TENCENTCLOUD_RUNENV=SCF"))
         #expect(env.contains("USER_CODE_ROOT=/var/user/"))
+        #expect(env.contains("_HANDLER=index.main_handler"))
+        #expect(env.contains("SCF_FUNCTIONTIMEOUT=3") && env.contains("SCF_FUNCTIONMEMORYSIZE=128"))
         #expect(env.contains("A=user") && !env.contains("A=image"))
         #expect(env.contains("B=image"))
         #expect(env.filter { $0.hasPrefix("PATH=") } == ["PATH=/user/bin"])

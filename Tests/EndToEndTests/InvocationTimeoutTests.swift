@@ -4,6 +4,10 @@ import ImageRuntime
 import TestSupport
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @Suite struct InvocationTimeoutTests {
     @Test func aHungInvocationIsKilledAtItsTimeoutWithTheContractsCode() async throws {
         let state = TestPaths.temporaryDirectory("timeout")
@@ -46,5 +50,38 @@ import Testing
             return e.code == .memoryLimitReached
         }
         await instance.stop()
+    }
+}
+
+/// Stopping an instance: SIGTERM, the grace period, then SIGKILL of the whole cgroup.
+@Suite struct GracefulStopTests {
+    @Test func aFunctionThatHandlesSIGTERMFinishesWithinTheGracePeriod() async throws {
+        var config = FunctionConfig(name: "polite")
+        config.stopGrace = .seconds(5)
+        config.command = ["/bin/sh", "-c", "trap 'echo goodbye; exit 0' TERM; nc -ll -p 9000 -e /bin/true & wait"]
+        let instance = try await FunctionInstance.coldStart(
+            image: TestPaths.sampleImage("hello-web"), store: try ImageStore(root: TestPaths.temporaryDirectory("grace")),
+            config: config)
+        let begin = ContinuousClock.now
+        await instance.stop()
+        await instance.output.waitForEOF()
+        #expect(ContinuousClock.now - begin < .seconds(4), "it exited on SIGTERM, not at the end of the grace period")
+        #expect(instance.output.text.contains("goodbye"), "SIGTERM reached the function: \(instance.output.text)")
+        #expect(instance.process.exitStatus == .exited(0))
+    }
+
+    @Test func aFunctionThatIgnoresSIGTERMIsKilledWhenTheGracePeriodEnds() async throws {
+        var config = FunctionConfig(name: "stubborn")
+        config.stopGrace = .milliseconds(400)
+        config.command = ["/bin/sh", "-c", "trap '' TERM; exec nc -ll -p 9000 -e /bin/true"]
+        let instance = try await FunctionInstance.coldStart(
+            image: TestPaths.sampleImage("hello-web"), store: try ImageStore(root: TestPaths.temporaryDirectory("grace")),
+            config: config)
+        let pids = instance.process.cgroup.processes()
+        let begin = ContinuousClock.now
+        await instance.stop()
+        let took = ContinuousClock.now - begin
+        #expect(took >= .milliseconds(400) && took < .seconds(4), "\(took)")
+        for pid in pids { #expect(kill(pid, 0) != 0) }
     }
 }

@@ -1,0 +1,142 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SystemSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Serves the custom-runtime API (`RuntimeAPI`) over HTTP/1.1 on a listening socket faasbox made inside the
+/// instance's network namespace (127.0.0.1:9001 there), with SwiftNIO.
+final class RuntimeAPIServer: Sendable {
+    static let port: UInt16 = 9001
+    let api: RuntimeAPI
+    private let channel: Channel
+
+    private init(api: RuntimeAPI, channel: Channel) {
+        self.api = api
+        self.channel = channel
+    }
+
+    /// Starts serving on `listener` (a bound, listening TCP socket; the server takes a duplicate of it).
+    static func start(_ api: RuntimeAPI, listener: OwnedFileDescriptor, group: EventLoopGroup) async throws -> RuntimeAPIServer {
+        let fd = fcntl(listener.rawValue, F_DUPFD_CLOEXEC, 0)
+        if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
+        let channel = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(RuntimeAPIHandler(api: api))
+                }
+            }
+            .withBoundSocket(fd).get()
+        return RuntimeAPIServer(api: api, channel: channel)
+    }
+
+    /// Stops listening and closes every connection (the API itself is closed by the caller).
+    func stop() async {
+        try? await channel.close()
+    }
+}
+
+/// One connection: collects a request (body up to the contract's 6 MB), routes it to the API, writes the reply.
+private final class RuntimeAPIHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let api: RuntimeAPI
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+    private var tooLarge = false
+
+    init(api: RuntimeAPI) { self.api = api }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body = []
+            tooLarge = false
+        case .body(let buffer):
+            if body.count + buffer.readableBytes > SCFContract.maxSyncPayloadBytes {
+                tooLarge = true
+                body = []
+            } else if !tooLarge {
+                body.append(contentsOf: buffer.readableBytesView)
+            }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            handle(head, body: body, tooLarge: tooLarge, context: context)
+        }
+    }
+
+    private func handle(_ head: HTTPRequestHead, body: [UInt8], tooLarge: Bool, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let keepAlive = head.isKeepAlive
+        let api = self.api
+        let method = head.method
+        Task {
+            let (reply, delivered) = await Self.route(api, method: method, path: path, body: body, tooLarge: tooLarge)
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.write(reply, keepAlive: keepAlive, context: context) { ok in
+                    if !ok, let delivered { api.putBack(delivered) }
+                }
+            }
+        }
+    }
+
+    /// The reply to one call, and the invocation it delivered (to put back if the reply cannot be written).
+    private static func route(_ api: RuntimeAPI, method: HTTPMethod, path: String, body: [UInt8], tooLarge: Bool) async
+        -> (RuntimeAPI.Reply, RuntimeAPI.Invocation?)
+    {
+        switch (method, path) {
+        case (.POST, "/runtime/init/ready"):
+            return (api.initReady(), nil)
+        case (.GET, "/runtime/invocation/next"):
+            switch await api.next() {
+            case .invocation(let invocation):
+                let headers = [
+                    ("request_id", invocation.requestID), ("memory_limit_in_mb", "\(invocation.memoryMB)"),
+                    ("time_limit_in_ms", "\(invocation.timeoutMilliseconds)"), ("Content-Type", "application/json"),
+                ]
+                return (RuntimeAPI.Reply(status: 200, headers: headers, body: invocation.event), invocation)
+            case .refused(let reply):
+                return (reply, nil)
+            }
+        case (.POST, "/runtime/invocation/response"):
+            if tooLarge {
+                _ = api.answer(.failed(.responseTooLarge(limit: SCFContract.maxSyncPayloadBytes)))
+                return (.refused(413, "the response is over \(SCFContract.maxSyncPayloadBytes) bytes"), nil)
+            }
+            return (api.answer(.response(body)), nil)
+        case (.POST, "/runtime/invocation/error"):
+            return (api.answer(.error(tooLarge ? Array("(error body over 6 MB, dropped)".utf8) : body)), nil)
+        default:
+            return (api.unknown(method.rawValue, path), nil)
+        }
+    }
+
+    private func write(
+        _ reply: RuntimeAPI.Reply, keepAlive: Bool, context: ChannelHandlerContext, done: @escaping @Sendable (Bool) -> Void
+    ) {
+        var headers = HTTPHeaders(reply.headers)
+        headers.replaceOrAdd(name: "Content-Length", value: "\(reply.body.count)")
+        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: reply.status), headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if !reply.body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: reply.body)))), promise: nil) }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+        let channel = context.channel
+        promise.futureResult.whenComplete { result in
+            if case .failure = result { done(false) } else { done(true) }
+            if !keepAlive { channel.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+}
