@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Sandbox
+import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
@@ -222,29 +223,69 @@ public final class FunctionInstance: Sendable {
         }
     }
 
-    /// Forwards an HTTP request to the function's port 9000, with the contract's X-Scf-* headers.
-    public func invoke(_ request: HTTPRequest, requestID: String, maxResponseBytes: Int = 6 << 20) async throws(BootstrapError)
-        -> HTTPResponse
+    /// Forwards an HTTP request to the function's port 9000, with the contract's X-Scf-* headers, and collects
+    /// the response (over `maxResponseBytes`: 407). A request body over 6 MB is refused (406) before the
+    /// function sees it.
+    public func invoke(_ request: HTTPRequest, requestID: String, maxResponseBytes: Int = SCFContract.maxSyncPayloadBytes)
+        async throws(BootstrapError) -> HTTPResponse
     {
-        let headers = [
-            ("X-Scf-Request-Id", requestID), ("X-Scf-Memory", "\(config.memoryMB)"),
-            ("X-Scf-Timeout", "\(config.timeout.components.seconds * 1000)"), ("X-Scf-Version", config.version),
-            ("X-Scf-Name", config.name), ("X-Scf-Namespace", config.namespace), ("X-Scf-Region", SCFContract.localRegion),
-            ("X-Scf-Appid", SCFContract.localAppID), ("X-Scf-Uin", SCFContract.localUIN),
-        ]
+        let response = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
+        try await forward(request, requestID: requestID, maxResponseBytes: maxResponseBytes) { head in
+            response.withLock { $0 = head }
+        } onBody: { piece in
+            response.withLock { $0.body += piece }
+        }
+        return response.withLock { $0 }
+    }
+
+    /// Forwards an HTTP request and passes the response on as it arrives — the head, then each piece of the body
+    /// (chunked responses and server-sent events are not buffered) — bounded by `timeout` like `invoke`.
+    public func invokeStreaming(
+        _ request: HTTPRequest, requestID: String, timeout: Duration,
+        onHead: @escaping @Sendable (HTTPResponse) async throws -> Void,
+        onBody: @escaping @Sendable ([UInt8]) async throws -> Void
+    ) async throws(BootstrapError) {
+        try await bounded(by: timeout) {
+            try await self.forward(request, requestID: requestID, maxResponseBytes: nil, onHead: onHead, onBody: onBody)
+        }
+    }
+
+    private func forward(
+        _ request: HTTPRequest, requestID: String, maxResponseBytes: Int?,
+        onHead: @Sendable (HTTPResponse) async throws -> Void, onBody: @Sendable ([UInt8]) async throws -> Void
+    ) async throws(BootstrapError) {
+        if request.body.count > SCFContract.maxSyncPayloadBytes {
+            throw .requestTooLarge(request.body.count, limit: SCFContract.maxSyncPayloadBytes)
+        }
+        output.begin(requestID)
         do {
             let socket = try process.connect(port: SCFContract.functionPort)
-            return try await HTTPForwarder.send(
-                request, over: socket, group: group, extraHeaders: headers,
-                maxBody: maxResponseBytes)
+            try await HTTPForwarder.stream(
+                request, over: socket, group: group, extraHeaders: contextHeaders(requestID),
+                maxBody: maxResponseBytes, onHead: onHead, onBody: onBody)
+            await output.end(requestID)
         } catch let error as BootstrapError {
+            await output.end(requestID)
             throw error
         } catch {
+            await output.end(requestID)
             // A broken connection is explained by the cgroup when the OOM killer struck.
             if process.cgroup.oomKilled() { throw .memoryLimitExceeded(memoryMB: config.memoryMB) }
             if let status = process.exitStatus { throw .invocationFailed("the function \(status)") }
             throw .invocationFailed("\(error)")
         }
+    }
+
+    /// The X-Scf-* context headers of the contract (§4), with local stand-ins for the account and credentials.
+    private func contextHeaders(_ requestID: String) -> [(String, String)] {
+        [
+            ("X-Scf-Request-Id", requestID), ("X-Scf-Memory", "\(config.memoryMB)"),
+            ("X-Scf-Timeout", "\(config.timeout.components.seconds * 1000)"), ("X-Scf-Version", config.version),
+            ("X-Scf-Name", config.name), ("X-Scf-Namespace", config.namespace), ("X-Scf-Region", SCFContract.localRegion),
+            ("X-Scf-Appid", SCFContract.localAppID), ("X-Scf-Uin", SCFContract.localUIN),
+            ("X-Scf-Session-Token", SCFContract.localCredential), ("X-Scf-Secret-Id", SCFContract.localCredential),
+            ("X-Scf-Secret-Key", SCFContract.localCredential),
+        ]
     }
 
     /// `invoke` bounded by the function's timeout: past it the instance is killed (so the call returns) and
@@ -298,7 +339,13 @@ public final class FunctionInstance: Sendable {
             let invocation = RuntimeAPI.Invocation(
                 requestID: requestID, event: event, memoryMB: config.memoryMB,
                 timeoutMilliseconds: Int64(timeout.milliseconds))
-            let outcome = try await bounded(by: timeout) { await api.invoke(invocation) }
+            output.begin(requestID)
+            let outcome: RuntimeAPI.Outcome
+            do { outcome = try await bounded(by: timeout) { await api.invoke(invocation) } } catch {
+                await output.end(requestID)
+                throw error
+            }
+            await output.end(requestID)
             switch outcome {
             case .response(let body): return HTTPResponse(status: 200, reason: "OK", headers: [], body: body)
             case .error(let body): throw .functionError(String(decoding: body, as: UTF8.self))

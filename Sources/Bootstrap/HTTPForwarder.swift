@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
@@ -47,12 +48,16 @@ public struct HTTPResponse: Sendable {
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 }
 
-/// Sends one request over a connected socket with SwiftNIO's HTTP/1.1 codec and collects the response.
+/// Sends one request over a connected socket with SwiftNIO's HTTP/1.1 codec and passes the response on as it
+/// arrives: its head, then each piece of the body (chunked and close-delimited bodies, server-sent events).
 enum HTTPForwarder {
-    static func send(
+    /// Streams the response: `onHead` once, then `onBody` per piece as the function writes it. Past `maxBody`
+    /// bytes in all (nil: no limit) `.responseTooLarge` is thrown.
+    static func stream(
         _ request: HTTPRequest, over socket: OwnedFileDescriptor, group: EventLoopGroup,
-        extraHeaders: [(String, String)], maxBody: Int
-    ) async throws -> HTTPResponse {
+        extraHeaders: [(String, String)], maxBody: Int?,
+        onHead: @Sendable (HTTPResponse) async throws -> Void, onBody: @Sendable ([UInt8]) async throws -> Void
+    ) async throws {
         let fd = fcntl(socket.rawValue, F_DUPFD_CLOEXEC, 0)
         if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
         let channel = try await ClientBootstrap(group: group).withConnectedSocket(fd) { channel in
@@ -61,7 +66,7 @@ enum HTTPForwarder {
                 return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
             }
         }
-        return try await channel.executeThenClose { inbound, outbound in
+        try await channel.executeThenClose { inbound, outbound in
             var headers = HTTPHeaders(request.headers)
             for (name, value) in extraHeaders { headers.replaceOrAdd(name: name, value: value) }
             if !headers.contains(name: "Host") { headers.add(name: "Host", value: "127.0.0.1:\(SCFContract.functionPort)") }
@@ -69,26 +74,42 @@ enum HTTPForwarder {
             let head = HTTPRequestHead(
                 version: .http1_1, method: HTTPMethod(rawValue: request.method),
                 uri: request.target, headers: headers)
-            try await outbound.write(.head(head))
-            if !request.body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: request.body)))) }
-            try await outbound.write(.end(nil))
-            var response = HTTPResponse(status: 0, reason: "", headers: [], body: [])
+            // One write of the whole request: a function that answers after the head and closes at once must not
+            // find faasbox still writing (that failed as 'I/O on closed channel' under load).
+            var parts: [HTTPClientRequestPart] = [.head(head)]
+            if !request.body.isEmpty { parts.append(.body(.byteBuffer(ByteBuffer(bytes: request.body)))) }
+            parts.append(.end(nil))
+            try await outbound.write(contentsOf: parts)
+            var received = 0
             for try await part in inbound {
                 switch part {
                 case .head(let h):
-                    response.status = Int(h.status.code)
-                    response.reason = h.status.reasonPhrase
-                    response.headers = h.headers.map { ($0.name, $0.value) }
+                    try await onHead(
+                        HTTPResponse(
+                            status: Int(h.status.code), reason: h.status.reasonPhrase,
+                            headers: h.headers.map { ($0.name, $0.value) }, body: []))
                 case .body(let buffer):
-                    if response.body.count + buffer.readableBytes > maxBody {
-                        throw BootstrapError.responseTooLarge(limit: maxBody)
-                    }
-                    response.body.append(contentsOf: buffer.readableBytesView)
+                    received += buffer.readableBytes
+                    if let maxBody, received > maxBody { throw BootstrapError.responseTooLarge(limit: maxBody) }
+                    try await onBody(Array(buffer.readableBytesView))
                 case .end:
-                    return response
+                    return
                 }
             }
             throw BootstrapError.invocationFailed("the function closed the connection before a complete response")
         }
+    }
+
+    /// The whole response, collected (up to `maxBody` bytes).
+    static func send(
+        _ request: HTTPRequest, over socket: OwnedFileDescriptor, group: EventLoopGroup,
+        extraHeaders: [(String, String)], maxBody: Int
+    ) async throws -> HTTPResponse {
+        let response = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
+        try await stream(
+            request, over: socket, group: group, extraHeaders: extraHeaders, maxBody: maxBody,
+            onHead: { head in response.withLock { $0 = head } },
+            onBody: { piece in response.withLock { $0.body += piece } })
+        return response.withLock { $0 }
     }
 }

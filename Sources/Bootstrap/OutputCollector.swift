@@ -7,15 +7,26 @@ import SystemSupport
     import Glibc
 #endif
 
-/// Collects a sandboxed program's stdout and stderr as lines, on NIO's event loops (no thread per pipe).
+/// Collects a sandboxed program's stdout and stderr as lines, on NIO's event loops (no thread per pipe). Each
+/// line is attributed to the invocation it belongs to: the latest one begun and not yet ended, or else the last
+/// one that ended (output that trails a response belongs to it); nil before the first (the init's output).
 public final class OutputCollector: Sendable {
     public struct Line: Sendable {
         public enum Stream: Sendable { case stdout, stderr }
         public let stream: Stream
         public let text: String
+        public var requestID: String? = nil
+    }
+
+    private struct Attribution {
+        var active: [String] = []
+        var last: String?
     }
 
     private let lines = Mutex<[Line]>([])
+    private let attribution = Mutex(Attribution())
+    /// The pipes' read ends (for FIONREAD) and their channels, once attached.
+    private let pipes = Mutex<[(fd: CInt, channel: Channel)]>([])
     private let maxLines: Int
     private let closedStreams = Atomic<Int>(0)
 
@@ -26,16 +37,48 @@ public final class OutputCollector: Sendable {
         for (fd, stream) in [(stdout, Line.Stream.stdout), (stderr, .stderr)] {
             let dup = fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 0)
             if dup < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
-            _ = try await NIOPipeBootstrap(group: group)
+            let channel = try await NIOPipeBootstrap(group: group)
                 .channelInitializer { channel in
                     channel.pipeline.addHandler(LineHandler(collector: self, stream: stream))
                 }
                 .takingOwnershipOfDescriptor(input: dup).get()
+            pipes.withLock { $0.append((fd.rawValue, channel)) }
         }
     }
 
     func append(_ line: Line) {
+        var line = line
+        line.requestID = attribution.withLock { $0.active.last ?? $0.last }
         lines.withLock { if $0.count < maxLines { $0.append(line) } }
+    }
+
+    /// An invocation starts: lines from now on are its own.
+    func begin(_ requestID: String) {
+        attribution.withLock {
+            $0.active.append(requestID)
+            $0.last = requestID
+        }
+    }
+
+    /// An invocation ends. What the function wrote before it answered is read first (waiting up to ~5 ms for
+    /// the pipes to drain), so that it is attributed to this invocation and not to the next one.
+    func end(_ requestID: String) async {
+        let pipes = self.pipes.withLock { $0 }
+        for pipe in pipes {
+            for _ in 0..<50 {
+                var unread: CInt = 0
+                if ioctl(pipe.fd, UInt(FIONREAD), &unread) != 0 || unread == 0 { break }
+                try? await Task.sleep(for: .microseconds(100))
+            }
+            // A read taken from the pipe is handled on the channel's event loop: let it finish.
+            try? await pipe.channel.eventLoop.submit {}.get()
+        }
+        attribution.withLock { $0.active.removeAll { $0 == requestID } }
+    }
+
+    /// The lines of one invocation (with `includingInit`, the instance's init output before them too).
+    public func lines(for requestID: String, includingInit: Bool = false) -> [Line] {
+        snapshot.filter { $0.requestID == requestID || (includingInit && $0.requestID == nil) }
     }
 
     func streamClosed() { closedStreams.add(1, ordering: .relaxed) }

@@ -25,6 +25,8 @@ public enum SCFContract {
     public static let localRegion = "ap-local"
     public static let localAppID = "1250000000"
     public static let localUIN = "100000000001"
+    /// What faasbox passes where SCF passes temporary credentials: there are none locally.
+    public static let localCredential = "faasbox-local"
 
     public enum ErrorCode: Int, Sendable {
         case invalidParameter = 400

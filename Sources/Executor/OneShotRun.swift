@@ -38,7 +38,20 @@ public struct OneShotRun: Sendable {
         case event([UInt8])
     }
 
-    public func run(image: String, invocation: Invocation)
+    /// Where a web function's response goes as it arrives, instead of being collected into the result.
+    public struct Sink: Sendable {
+        public let head: @Sendable (HTTPResponse) async throws -> Void
+        public let body: @Sendable ([UInt8]) async throws -> Void
+        public init(
+            head: @escaping @Sendable (HTTPResponse) async throws -> Void,
+            body: @escaping @Sendable ([UInt8]) async throws -> Void
+        ) {
+            self.head = head
+            self.body = body
+        }
+    }
+
+    public func run(image: String, invocation: Invocation, streamingTo sink: Sink? = nil)
         async throws(BootstrapError) -> Result
     {
         var jobEvent: [UInt8]?
@@ -60,7 +73,18 @@ public struct OneShotRun: Sendable {
                 _ = try await instance.waitForJob(timeout: config.timeout)
                 response = HTTPResponse(status: 200, reason: "OK", headers: [], body: [])
             case (.http(let request), _):
-                response = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
+                if let sink {
+                    let head = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
+                    try await instance.invokeStreaming(
+                        request, requestID: requestID, timeout: config.timeout,
+                        onHead: { h in
+                            head.withLock { $0 = h }
+                            try await sink.head(h)
+                        }, onBody: sink.body)
+                    response = head.withLock { $0 }
+                } else {
+                    response = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
+                }
             case (.event(let event), _):
                 response = try await instance.invokeEvent(event, requestID: requestID, timeout: config.timeout)
             }
@@ -82,7 +106,7 @@ public struct OneShotRun: Sendable {
         -> [String]
     {
         var lines = [LogFormat.start(requestID)]
-        lines += instance.output.snapshot.map(\.text)
+        lines += instance.output.lines(for: requestID, includingInit: true).map(\.text)
         lines.append(LogFormat.end(requestID))
         lines.append(LogFormat.report(requestID, duration: duration, memorySizeMB: memoryMB, maxMemoryUsedBytes: peak))
         return lines

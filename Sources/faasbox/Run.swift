@@ -120,8 +120,17 @@ struct Run: AsyncParsableCommand {
         Sandbox.prepareHost()  // host detection is once per process, not part of an instance's InitRuntime
         // Ctrl-C or SIGTERM cancels the run; every path out of it stops the instance first.
         let imageReference = image
+        // A web function's response is printed as it arrives (chunked responses, server-sent events).
+        let sink = OneShotRun.Sink(
+            head: { head in
+                var text = "HTTP/1.1 \(head.status) \(head.reason)\n"
+                for (name, value) in head.headers { text += "\(name): \(value)\n" }
+                FileHandle.standardOutput.write(Data((text + "\n").utf8))
+            },
+            body: { piece in FileHandle.standardOutput.write(Data(piece)) })
         let work = Task { () throws(BootstrapError) -> OneShotRun.Result in
-            try await OneShotRun(store: store, config: config).run(image: imageReference, invocation: invocation)
+            try await OneShotRun(store: store, config: config).run(
+                image: imageReference, invocation: invocation, streamingTo: sink)
         }
         let signals = SignalTrap { work.cancel() }
         defer { withExtendedLifetime(signals) {} }
@@ -147,10 +156,7 @@ struct Run: AsyncParsableCommand {
         let body = result.response.bodyText
         switch result.protocolKind {
         case .http:
-            print("HTTP/1.1 \(result.response.status) \(result.response.reason)")
-            for (name, value) in result.response.headers { print("\(name): \(value)") }
-            print("")
-            print(body, terminator: body.hasSuffix("\n") ? "" : "\n")
+            print("")  // the response itself was printed as it arrived
         case .eventInvoke, .runtimeAPI:
             print(body, terminator: body.hasSuffix("\n") ? "" : "\n")
         case .job:

@@ -26,7 +26,7 @@ import Testing
             guard let e = error as? BootstrapError, case .timedOut = e else { return false }
             return e.code == .timeLimitReached
         }
-        #expect(clock.now - begin < .seconds(3))
+        #expect(clock.now - begin < .seconds(15), "killed at the timeout, not after the 30 s sleep")
         for pid in pids { #expect(kill(pid, 0) != 0) }
         #expect(!FileManager.default.fileExists(atPath: instance.rootfs.directory))
     }
@@ -57,7 +57,7 @@ import Testing
 @Suite struct GracefulStopTests {
     @Test func aFunctionThatHandlesSIGTERMFinishesWithinTheGracePeriod() async throws {
         var config = FunctionConfig(name: "polite")
-        config.stopGrace = .seconds(5)
+        config.stopGrace = .seconds(30)
         config.command = ["/bin/sh", "-c", "trap 'echo goodbye; exit 0' TERM; nc -ll -p 9000 -e /bin/true & wait"]
         let instance = try await FunctionInstance.coldStart(
             image: TestPaths.sampleImage("hello-web"), store: try ImageStore(root: TestPaths.temporaryDirectory("grace")),
@@ -65,7 +65,7 @@ import Testing
         let begin = ContinuousClock.now
         await instance.stop()
         await instance.output.waitForEOF()
-        #expect(ContinuousClock.now - begin < .seconds(4), "it exited on SIGTERM, not at the end of the grace period")
+        #expect(ContinuousClock.now - begin < .seconds(20), "it exited on SIGTERM, not at the end of the grace period")
         #expect(instance.output.text.contains("goodbye"), "SIGTERM reached the function: \(instance.output.text)")
         #expect(instance.process.exitStatus == .exited(0))
     }
@@ -81,7 +81,7 @@ import Testing
         let begin = ContinuousClock.now
         await instance.stop()
         let took = ContinuousClock.now - begin
-        #expect(took >= .milliseconds(400) && took < .seconds(4), "\(took)")
+        #expect(took >= .milliseconds(400) && took < .seconds(20), "\(took)")
         for pid in pids { #expect(kill(pid, 0) != 0) }
     }
 }

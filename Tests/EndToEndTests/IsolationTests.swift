@@ -6,7 +6,7 @@ import TestSupport
 import Testing
 
 /// The isolation self-test (`faasbox doctor --isolation`) in the suite: every property must hold.
-@Suite struct IsolationTests {
+@Suite(.serialized) struct IsolationTests {
     @Test(arguments: [nil, SandboxSpec.UserNamespace.default])
     func everyIsolationPropertyHolds(userNamespace: SandboxSpec.UserNamespace?) async throws {
         let store = try ImageStore(root: TestPaths.temporaryDirectory("isolation"))

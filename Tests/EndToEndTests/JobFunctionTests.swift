@@ -46,7 +46,7 @@ import Testing
         } throws: { error in
             (error as? BootstrapError)?.code == .timeLimitReached
         }
-        #expect(ContinuousClock.now - begin < .seconds(5))
+        #expect(ContinuousClock.now - begin < .seconds(20), "killed at its timeout, not after its 30 s")
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(state)/instances").isEmpty)
     }
 

@@ -23,7 +23,7 @@ import Testing
         #expect(instance.timings.initFunction > .zero)
         for count in 1...3 {
             let id = "req-\(count)"
-            let response = try await instance.invokeEvent(Array(#"{"n":\#(count)}"#.utf8), requestID: id, timeout: .seconds(5))
+            let response = try await instance.invokeEvent(Array(#"{"n":\#(count)}"#.utf8), requestID: id, timeout: .seconds(30))
             let body = try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
             #expect(body["requestId"] as? String == id, "the request_id header reached the function")
             #expect(body["count"] as? Int == count, "the same process answered every time")
@@ -32,7 +32,13 @@ import Testing
         let log = instance.output.text
         #expect(log.contains("runtime API 127.0.0.1:9001"), "SCF_RUNTIME_API and SCF_RUNTIME_API_PORT are set: \(log)")
         #expect(log.contains("handler index.main_handler"), "_HANDLER is set")
-        #expect(log.contains("(request req-2, 5000 ms)"), "time_limit_in_ms is the invocation's timeout")
+        #expect(log.contains("(request req-2, 30000 ms)"), "time_limit_in_ms is the invocation's timeout")
+        for count in 1...3 {
+            let own = instance.output.lines(for: "req-\(count)").map(\.text)
+            #expect(own == ["hello-runtime: invocation \(count) (request req-\(count), 30000 ms)"], "attributed: \(own)")
+        }
+        #expect(
+            instance.output.lines(for: "req-1", includingInit: true).first?.text.hasPrefix("hello-runtime: initialising") == true)
         await instance.stop()
     }
 
@@ -40,12 +46,12 @@ import Testing
         let instance = try await FunctionInstance.coldStart(
             image: TestPaths.sampleImage("hello-runtime"), store: try ImageStore(root: state), config: config())
         await #expect {
-            _ = try await instance.invokeEvent(Array(#"{"fail":true}"#.utf8), requestID: "bad", timeout: .seconds(5))
+            _ = try await instance.invokeEvent(Array(#"{"fail":true}"#.utf8), requestID: "bad", timeout: .seconds(30))
         } throws: { error in
             guard let e = error as? BootstrapError, case .functionError(let message) = e else { return false }
             return e.code == .userCodeError && message.contains("asked to fail")
         }
-        let response = try await instance.invokeEvent(Array("{}".utf8), requestID: "good", timeout: .seconds(5))
+        let response = try await instance.invokeEvent(Array("{}".utf8), requestID: "good", timeout: .seconds(30))
         #expect(response.bodyText.contains(#""requestId":"good""#))
         await instance.stop()
     }
@@ -55,7 +61,7 @@ import Testing
         let instance = try await FunctionInstance.coldStart(
             image: TestPaths.sampleImage("hello-runtime"), store: store, config: config())
         await #expect {
-            _ = try await instance.invokeEvent(Array(#"{"crash":true}"#.utf8), requestID: "c", timeout: .seconds(5))
+            _ = try await instance.invokeEvent(Array(#"{"crash":true}"#.utf8), requestID: "c", timeout: .seconds(30))
         } throws: { error in
             guard let e = error as? BootstrapError, case .invocationFailed(let message) = e else { return false }
             return e.code == .userProcessExited && message.contains("exited with status 3")

@@ -40,7 +40,7 @@ import Testing
     @Test func theMemoryLimitIsWrittenToTheInstanceCgroup() async throws {
         let rootfs = try BusyboxRootfs()
         defer { rootfs.remove() }
-        let process = try await Sandbox.spawn(rootfs.spec("sleep 5"))
+        let process = try await Sandbox.spawn(rootfs.spec("sleep 60"))
         let files = process.cgroup.directories
         let limit = files.compactMap { dir -> Int64? in
             for name in ["memory.limit_in_bytes", "memory.max"] {

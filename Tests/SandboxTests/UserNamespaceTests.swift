@@ -18,7 +18,7 @@ import Testing
             touch /tmp/x && echo "tmp=writable"; touch /rootfile 2>/dev/null && echo "root=writable" || echo "root=readonly"; \
             echo "devnull=$(echo hi > /dev/null && echo ok)"; \
             echo "ifaces=$(cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | tr '\\n' ',')"; \
-            echo ready; exec sleep 5
+            echo ready; exec sleep 60
             """)
         spec.userNamespace = .default
         let process = try await Sandbox.spawn(spec)
