@@ -42,45 +42,103 @@ public struct Benchmark: Sendable {
         self.config = config
     }
 
-    /// `count` cold starts of `image` (stored first, so PullCode is the stored path), each answering one request.
-    public func coldStarts(image: String, request: HTTPRequest, count: Int, progress: (Int) -> Void = { _ in })
-        async throws -> [Samples]
-    {
-        _ = try await store.pull(image)
+    /// How the cold starts are made.
+    public struct ColdOptions: Sendable {
+        /// Evict the image (its record, layers and blobs) before each start: PullCode is then a fresh unpack.
+        public var freshPull = false
+        /// Cold starts in flight at once.
+        public var concurrency = 1
+        public init() {}
+    }
+
+    /// `count` cold starts of `image`, each answering one invocation (with the image stored first, unless
+    /// `freshPull`). With `concurrency` > 1 they overlap; `throughput` is then cold starts per second of wall time.
+    public func coldStarts(
+        image: String, invocation: OneShotRun.Invocation, count: Int, options: ColdOptions = ColdOptions(),
+        progress: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async throws -> (samples: [Samples], throughput: Double) {
+        if !options.freshPull { _ = try await store.pull(image) }
         var pull = Samples("PullCode"), runtime = Samples("InitRuntime"), function = Samples("InitFunction")
-        var cold = Samples("Coldstart"), first = Samples("first response")
+        var overhead = Samples("Overhead"), cold = Samples("Coldstart"), first = Samples("first response")
         let clock = ContinuousClock()
-        for i in 0..<count {
-            let begin = clock.now
-            let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
-            _ = try await instance.invoke(request, requestID: "bench-\(i)", timeout: config.timeout)
-            first.add(clock.now - begin)
-            await instance.stop()
-            pull.add(instance.timings.pullCode)
-            runtime.add(instance.timings.initRuntime)
-            function.add(instance.timings.initFunction)
-            cold.add(instance.timings.coldstart)
-            progress(i + 1)
+        let begin = clock.now
+        try await withThrowingTaskGroup(of: (PhaseTimings, Duration).self) { group in
+            var started = 0
+            var done = 0
+            func startOne() {
+                let i = started
+                started += 1
+                group.addTask {
+                    try await self.oneColdStart(image: image, invocation: invocation, index: i, evict: options.freshPull)
+                }
+            }
+            while started < min(count, max(1, options.concurrency)) { startOne() }
+            while let (timings, response) = try await group.next() {
+                pull.add(timings.pullCode)
+                runtime.add(timings.initRuntime)
+                function.add(timings.initFunction)
+                overhead.add(timings.overhead)
+                cold.add(timings.coldstart)
+                first.add(response)
+                done += 1
+                progress(done)
+                if started < count { startOne() }
+            }
         }
-        return [pull, runtime, function, cold, first]
+        let wall = (clock.now - begin).milliseconds / 1000
+        return ([pull, runtime, function, overhead, cold, first], wall > 0 ? Double(count) / wall : 0)
+    }
+
+    private func oneColdStart(image: String, invocation: OneShotRun.Invocation, index: Int, evict: Bool) async throws
+        -> (PhaseTimings, Duration)
+    {
+        if evict {
+            _ = try? store.removeImage(image)
+            _ = store.collectGarbage()
+        }
+        let clock = ContinuousClock()
+        let begin = clock.now
+        var jobEvent: [UInt8]?
+        if config.kind == .job, case .event(let event) = invocation { jobEvent = event }
+        let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: jobEvent)
+        do {
+            try await invokeOnce(instance, invocation, requestID: "bench-\(index)")
+        } catch {
+            await instance.stop(grace: .zero)
+            throw error
+        }
+        let firstResponse = clock.now - begin
+        await instance.stop(grace: .zero)
+        return (instance.timings, firstResponse)
+    }
+
+    private func invokeOnce(_ instance: FunctionInstance, _ invocation: OneShotRun.Invocation, requestID: String) async throws {
+        switch (invocation, instance.protocolKind) {
+        case (_, .job): _ = try await instance.waitForJob(timeout: config.timeout)
+        case (.http(let request), _): _ = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
+        case (.event(let event), _): _ = try await instance.invokeEvent(event, requestID: requestID, timeout: config.timeout)
+        }
     }
 
     /// `count` invocations of one warm instance.
-    public func warmInvocations(image: String, request: HTTPRequest, count: Int) async throws -> Samples {
+    public func warmInvocations(
+        image: String, invocation: OneShotRun.Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async throws -> Samples {
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
         var samples = Samples("warm invoke")
         let clock = ContinuousClock()
         do {
             for i in 0..<count {
                 let begin = clock.now
-                _ = try await instance.invoke(request, requestID: "warm-\(i)", timeout: config.timeout)
+                try await invokeOnce(instance, invocation, requestID: "warm-\(i)")
                 samples.add(clock.now - begin)
+                progress(i + 1)
             }
         } catch {
-            await instance.stop()
+            await instance.stop(grace: .zero)
             throw error
         }
-        await instance.stop()
+        await instance.stop(grace: .zero)
         return samples
     }
 

@@ -4,63 +4,163 @@ import Executor
 import Foundation
 import ImageRuntime
 import Sandbox
+import Synchronization
+import SystemSupport
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure cold starts (phases), warm invocations, or sandbox starts of an image, in one process.")
 
-    @Argument(help: "An OCI image (oci-archive or layout directory) of a web function.")
+    @Argument(help: "An OCI image (oci-archive or layout directory).")
     var image: String
 
-    @Option(help: "Cold starts to measure (each answers one request).")
+    @Option(help: "The function's kind: web, event (event-invoke or runtime API) or job.")
+    var type: FunctionConfig.Kind = .web
+
+    @Option(help: "Cold starts to measure (each answers one invocation).")
     var cold = 20
 
     @Option(help: "Warm invocations of one instance to measure.")
     var warm = 200
 
-    @Option(help: "The request, as 'METHOD /path?query'.")
+    @Option(help: "Cold starts in flight at once (throughput is reported in starts per second).")
+    var concurrency = 1
+
+    @Flag(help: "Evict the image from the store before each cold start: PullCode is then a fresh unpack.")
+    var freshPull = false
+
+    @Option(help: "The request for a web function, as 'METHOD /path?query'.")
     var http = "GET /"
+
+    @Option(help: "The event for an event or job function (JSON).")
+    var event = "{}"
 
     @Option(
         parsing: .unconditionalSingleValue,
         help: "Instead: run this program of the image in a sandbox to its exit, --cold times (repeatable for its arguments).")
     var sandboxOnly: [String] = []
 
-    @Flag(help: "Print JSON instead of a table.")
+    @Flag(help: "Print JSON (host facts, samples, summaries) instead of a table.")
     var json = false
 
     @OptionGroup var state: StateOptions
 
+    func validate() throws {
+        guard cold >= 0, warm >= 0 else { throw ValidationError("--cold and --warm cannot be negative") }
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        if freshPull && concurrency > 1 {
+            throw ValidationError("--fresh-pull evicts the image each time: use it with --concurrency 1")
+        }
+    }
+
     func run() async throws {
         Sandbox.prepareHost()
-        let request: HTTPRequest
-        do { request = try HTTPRequest(parsing: http) } catch { fail(error.description) }
-        let store = state.openStore()
-        let bench = Benchmark(store: store, config: FunctionConfig(name: "bench"))
+        let invocation: OneShotRun.Invocation
+        if type == .web {
+            do { invocation = .http(try HTTPRequest(parsing: http)) } catch { fail(error.description) }
+        } else {
+            invocation = .event(Array(event.utf8))
+        }
+        var config = FunctionConfig(name: "bench")
+        config.kind = type
+        let bench = Benchmark(store: state.openStore(), config: config)
         var results: [Samples] = []
+        var throughput: Double?
         do {
             if !sandboxOnly.isEmpty {
                 results = try await bench.sandboxRuns(image: image, program: sandboxOnly, count: cold)
             } else {
-                if cold > 0 { results += try await bench.coldStarts(image: image, request: request, count: cold) }
-                if warm > 0 { results.append(try await bench.warmInvocations(image: image, request: request, count: warm)) }
+                if cold > 0 {
+                    var options = Benchmark.ColdOptions()
+                    options.freshPull = freshPull
+                    options.concurrency = concurrency
+                    let bar = ProgressBar(label: "cold starts", total: cold, enabled: !json)
+                    let measured = try await bench.coldStarts(
+                        image: image, invocation: invocation, count: cold, options: options, progress: bar.update)
+                    bar.finish()
+                    results += measured.samples
+                    throughput = measured.throughput
+                }
+                if warm > 0 && type != .job {
+                    let bar = ProgressBar(label: "warm invocations", total: warm, enabled: !json)
+                    results.append(
+                        try await bench.warmInvocations(image: image, invocation: invocation, count: warm, progress: bar.update))
+                    bar.finish()
+                }
             }
         } catch { fail("\(error)") }
         if json {
-            let object = results.map {
-                [
-                    "name": $0.name, "count": $0.values.count, "min": $0.values.min() ?? 0, "median": $0.median,
-                    "p90": $0.quantile(0.9), "p99": $0.quantile(0.99), "max": $0.values.max() ?? 0,
-                ] as [String: Any]
-            }
-            print(
-                String(
-                    decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]),
-                    as: UTF8.self))
+            print(try jsonReport(results, throughput: throughput))
         } else {
-            print("host: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(CgroupHost.current)")
+            for (name, value) in HostFacts.current.pairs { print("\(name): \(value)") }
             print("phase (ms)              min    median       p90       p99       max")
             for samples in results { print(samples.row + "   (n=\(samples.values.count))") }
+            if let throughput {
+                print(String(format: "cold-start throughput: %.1f instances/s at concurrency %d", throughput, concurrency))
+            }
         }
+    }
+
+    private func jsonReport(_ results: [Samples], throughput: Double?) throws -> String {
+        var object: [String: Any] = [
+            "host": Dictionary(uniqueKeysWithValues: HostFacts.current.pairs),
+            "image": image, "type": type.rawValue, "concurrency": concurrency, "freshPull": freshPull,
+            "phases": results.map {
+                [
+                    "name": $0.name, "count": $0.values.count, "min": $0.values.min() ?? 0, "median": $0.median,
+                    "p90": $0.quantile(0.9), "p99": $0.quantile(0.99), "max": $0.values.max() ?? 0, "samples": $0.values,
+                ] as [String: Any]
+            },
+        ]
+        if let throughput { object["coldStartsPerSecond"] = throughput }
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// What a reader of a benchmark needs to know about the machine.
+struct HostFacts {
+    let pairs: [(String, String)]
+
+    static var current: HostFacts {
+        var uts = utsname()
+        uname(&uts)
+        let kernel = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let model =
+            FileSystem.readProcFile("/proc/cpuinfo").split(separator: "\n")
+            .first { $0.hasPrefix("model name") }?.split(separator: ":", maxSplits: 1).last
+            .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+        let memory = ProcessInfo.processInfo.physicalMemory >> 20
+        return HostFacts(pairs: [
+            ("kernel", kernel), ("cpu", model), ("cores", "\(ProcessInfo.processInfo.activeProcessorCount)"),
+            ("memory", "\(memory) MiB"), ("cgroups", "\(CgroupHost.current)"),
+            ("rootfs", RootfsMode.current == .overlay ? "overlay" : "hard-link farm"),
+        ])
+    }
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+final class ProgressBar: Sendable {
+    private let label: String
+    private let total: Int
+    private let enabled: Bool
+
+    init(label: String, total: Int, enabled: Bool) {
+        self.label = label
+        self.total = total
+        self.enabled = enabled && isatty(STDERR_FILENO) == 1
+    }
+
+    @Sendable func update(_ done: Int) {
+        guard enabled, total > 0 else { return }
+        let width = 30
+        let filled = width * done / total
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(done)/\(total)".utf8))
+    }
+
+    func finish() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1b}[2K".utf8))
     }
 }
