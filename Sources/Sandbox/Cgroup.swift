@@ -16,6 +16,8 @@ public protocol InstanceCgroup: Sendable {
     /// Current memory in bytes.
     func memoryCurrent() -> Int64?
     /// Whether the kernel's OOM killer killed a process of this cgroup.
+    /// CPU time used by the instance's processes, where the host accounts it.
+    func cpuUsage() -> Duration?
     func oomKilled() -> Bool
     /// The pids still in the cgroup.
     func processes() -> [pid_t]

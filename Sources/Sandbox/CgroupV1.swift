@@ -52,6 +52,10 @@ struct CgroupV1: InstanceCgroup {
     func memoryPeak() -> Int64? { dirs["memory"].flatMap { CgroupFile.int("\($0)/memory.max_usage_in_bytes") } }
     func memoryCurrent() -> Int64? { dirs["memory"].flatMap { CgroupFile.int("\($0)/memory.usage_in_bytes") } }
 
+    func cpuUsage() -> Duration? {
+        (dirs["cpuacct"] ?? dirs["cpu"]).flatMap { CgroupFile.int("\($0)/cpuacct.usage") }.map { .nanoseconds($0) }
+    }
+
     func oomKilled() -> Bool {
         guard let memory = dirs["memory"] else { return false }
         if let kills = CgroupFile.keyed("\(memory)/memory.oom_control", "oom_kill") { return kills > 0 }

@@ -61,6 +61,7 @@ struct CgroupV2: InstanceCgroup {
 
     func memoryPeak() -> Int64? { CgroupFile.int("\(dir)/memory.peak") }
     func memoryCurrent() -> Int64? { CgroupFile.int("\(dir)/memory.current") }
+    func cpuUsage() -> Duration? { CgroupFile.keyed("\(dir)/cpu.stat", "usage_usec").map { .microseconds($0) } }
     func oomKilled() -> Bool { (CgroupFile.keyed("\(dir)/memory.events", "oom_kill") ?? 0) > 0 }
     func processes() -> [pid_t] { CgroupFile.pids("\(dir)/cgroup.procs") }
 

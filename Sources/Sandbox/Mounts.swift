@@ -79,9 +79,20 @@ enum Mounts {
             MountStep(
                 op: FB_OP_MOUNT, source: "tmpfs", target: "\(root)/tmp", fstype: "tmpfs", flags: nosuidNodev,
                 data: "mode=1777,size=\(spec.limits.tmpBytes)"),
+        ]
+        for mount in spec.mounts {
+            steps.append(
+                MountStep(op: FB_OP_MOUNT, source: mount.source, target: root + mount.target, flags: UInt(MS_BIND | MS_REC)))
+        }
+        steps += [
             MountStep(op: FB_OP_PIVOT, target: root),
             MountStep(op: FB_OP_REMOUNT, target: "/", flags: nosuidNodev | UInt(MS_RDONLY)),
         ]
+        for mount in spec.mounts {
+            steps.append(
+                MountStep(
+                    op: FB_OP_REMOUNT, target: mount.target, flags: nosuidNodev | (mount.readOnly ? UInt(MS_RDONLY) : 0)))
+        }
         steps += maskedPaths.map { MountStep(op: FB_OP_MASK_PATH, target: $0) }
         steps += readOnlyPaths.map { MountStep(op: FB_OP_READONLY_PATH, target: $0) }
         return steps
@@ -95,6 +106,7 @@ enum Mounts {
         if rootFD < 0 { throw .syscall(.current("open", path: spec.rootfs)) }
         defer { close(rootFD) }
         for dir in ["proc", "dev", "tmp", "etc"] { try ensureDirectory(rootFD, dir, rootfs: spec.rootfs) }
+        for mount in spec.mounts { try prepareMountPoint(rootFD, mount, rootfs: spec.rootfs) }
         let etc = openat(rootFD, "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if etc < 0 { throw .syscall(.current("openat", path: "\(spec.rootfs)/etc")) }
         defer { close(etc) }
@@ -104,6 +116,35 @@ enum Mounts {
             "resolv.conf": spec.network == .host ? hostResolvConf() : "",
         ]
         for (name, content) in files { try replaceFile(etc, name, content, path: "\(spec.rootfs)/etc/\(name)") }
+    }
+
+    /// Creates the mount point of `mount` inside the rootfs: each parent a real directory (made if missing, an
+    /// image's symlink refused), the last component a directory or an empty file like the source.
+    private static func prepareMountPoint(_ rootFD: CInt, _ mount: SandboxSpec.Mount, rootfs: String) throws(SandboxError) {
+        let parts = mount.target.split(separator: "/").map(String.init)
+        guard mount.target.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
+            throw .invalidSpec("mount target \(mount.target) must be an absolute path without . or ..")
+        }
+        var source = stat()
+        if stat(mount.source, &source) != 0 { throw .syscall(.current("stat", path: mount.source)) }
+        var dir = dup(rootFD)
+        defer { close(dir) }
+        for (index, name) in parts.enumerated() {
+            let last = index == parts.count - 1
+            if last && (source.st_mode & S_IFMT) != S_IFDIR {
+                let fd = openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+                if fd < 0 { throw .syscall(.current("openat", path: "\(rootfs)\(mount.target)")) }
+                close(fd)
+                return
+            }
+            if mkdirat(dir, name, 0o755) != 0 && errno != EEXIST {
+                throw .syscall(.current("mkdirat", path: "\(rootfs)/\(parts[...index].joined(separator: "/"))"))
+            }
+            let next = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if next < 0 { throw .syscall(.current("openat", path: "\(rootfs)/\(parts[...index].joined(separator: "/"))")) }
+            close(dir)
+            dir = next
+        }
     }
 
     private static func ensureDirectory(_ rootFD: CInt, _ name: String, rootfs: String) throws(SandboxError) {

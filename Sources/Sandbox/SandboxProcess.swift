@@ -70,6 +70,13 @@ public final class SandboxProcess: Sendable {
         for waiter in waiters { waiter.resume(returning: status) }
     }
 
+    /// What the instance uses now, from its cgroup.
+    public func stats() -> SandboxStats {
+        SandboxStats(
+            memoryBytes: cgroup.memoryCurrent(), memoryPeakBytes: cgroup.memoryPeak(), processes: cgroup.processes().count,
+            cpuTime: cgroup.cpuUsage(), oomKilled: cgroup.oomKilled())
+    }
+
     /// Sends `signal` to pid 1, which forwards it to the program.
     public func signal(_ signal: Int32) {
         _ = fb_pidfd_send_signal(pidfd.rawValue, signal)
@@ -149,4 +156,13 @@ public final class SandboxProcess: Sendable {
         if rc != 0 { throw .syscall(.current("connect", path: "127.0.0.1:\(port)")) }
         return socket
     }
+}
+
+/// A sandbox's resource use, read from its cgroup (nil where the host does not account it).
+public struct SandboxStats: Sendable, Equatable {
+    public let memoryBytes: Int64?
+    public let memoryPeakBytes: Int64?
+    public let processes: Int
+    public let cpuTime: Duration?
+    public let oomKilled: Bool
 }

@@ -10,6 +10,8 @@ public struct SandboxSpec: Sendable {
     public var hostname = "faasbox"
     public var limits = ResourceLimits()
     public var network = NetworkMode.isolated
+    /// Host paths bound into the rootfs (after /proc, /dev and /tmp; before the rootfs turns read-only).
+    public var mounts: [Mount] = []
     /// Capability numbers kept (bounding, permitted, effective, inheritable, ambient); empty drops them all.
     public var capabilities: [Int] = []
     public var noNewPrivileges = true
@@ -64,6 +66,19 @@ public struct SandboxSpec: Sendable {
 
         /// The host id of an id inside the namespace.
         public func hostID(of id: UInt32) -> UInt32 { hostID + id }
+    }
+
+    /// A host file or directory bound at `target` (an absolute path inside the sandbox), read-only unless asked.
+    /// Mount points missing in the image are created (never through a symlink of the image).
+    public struct Mount: Sendable, Equatable {
+        public var source: String
+        public var target: String
+        public var readOnly: Bool
+        public init(source: String, target: String, readOnly: Bool = true) {
+            self.source = source
+            self.target = target
+            self.readOnly = readOnly
+        }
     }
 
     public enum NetworkMode: Sendable, Equatable {

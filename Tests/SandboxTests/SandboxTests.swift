@@ -130,3 +130,45 @@ import Testing
         }
     }
 }
+
+@Suite struct SandboxSpecMountTests {
+    @Test func hostPathsAreBoundReadOnlyOrWritableAsAsked() async throws {
+        let rootfs = try BusyboxRootfs()
+        defer { rootfs.remove() }
+        let shared = TestPaths.temporaryDirectory("mount-src")
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        try Data("from the host\n".utf8).write(to: URL(fileURLWithPath: "\(shared)/note"))
+        let scratch = TestPaths.temporaryDirectory("mount-rw")
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: scratch)
+        var spec = rootfs.spec(
+            """
+            cat /var/user/code/note; touch /var/user/code/x 2>/dev/null && echo ro=broken || echo ro=held; \
+            echo written > /data/out && echo rw=ok; cat /etc/single
+            """)
+        spec.mounts = [
+            .init(source: shared, target: "/var/user/code"),
+            .init(source: scratch, target: "/data", readOnly: false),
+            .init(source: "\(shared)/note", target: "/etc/single"),
+        ]
+        let process = try await Sandbox.spawn(spec)
+        _ = await process.wait()
+        let out = try process.readStdout()
+        let stats = process.stats()
+        await process.stop()
+        #expect(out == "from the host\nro=held\nrw=ok\nfrom the host\n", "\(out)")
+        #expect(try String(contentsOfFile: "\(scratch)/out", encoding: .utf8) == "written\n")
+        #expect(stats.memoryPeakBytes ?? 0 > 0)
+        #expect(stats.cpuTime.map { $0 > .zero } ?? true)
+    }
+
+    @Test func aMountTargetThroughAnImagesSymlinkIsRefused() async throws {
+        let rootfs = try BusyboxRootfs()
+        defer { rootfs.remove() }
+        try FileManager.default.createSymbolicLink(atPath: "\(rootfs.path)/escape", withDestinationPath: "/root")
+        var spec = rootfs.spec("true")
+        spec.mounts = [.init(source: "/etc/hostname", target: "/escape/planted")]
+        await #expect(throws: SandboxError.self) { _ = try await Sandbox.spawn(spec) }
+        #expect(!FileManager.default.fileExists(atPath: "/root/planted"))
+    }
+}
