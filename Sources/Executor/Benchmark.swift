@@ -120,6 +120,65 @@ public struct Benchmark: Sendable {
         }
     }
 
+    /// How many idle warm instances this process holds, and what each costs.
+    public struct IdleReport: Sendable {
+        /// Instances started, invoked once and kept (less than asked if one failed to start).
+        public let instances: Int
+        /// Why the next one could not start, if one could not.
+        public let stoppedBy: String?
+        /// Growth of faasbox's resident memory per instance (its own bookkeeping, pipes, event-loop channels).
+        public let faasboxBytesPerInstance: Double
+        /// Memory charged to each instance's cgroup (its processes, /tmp, page cache), the mean.
+        public let instanceBytesPerInstance: Double
+        /// Descriptors faasbox holds per instance.
+        public let descriptorsPerInstance: Double
+    }
+
+    /// Starts `count` instances one after another, invokes each once, keeps them all idle, measures, then stops
+    /// them. Stops starting at the first failure (and says why).
+    public func idleInstances(
+        image: String, invocation: OneShotRun.Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async throws -> IdleReport {
+        _ = try await store.pull(image)
+        let rssBefore = Self.residentBytes(), fdsBefore = Self.openDescriptors()
+        var instances: [FunctionInstance] = []
+        var stoppedBy: String?
+        for i in 0..<count {
+            do {
+                let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
+                instances.append(instance)
+                try await invokeOnce(instance, invocation, requestID: "idle-\(i)")
+            } catch {
+                stoppedBy = "instance \(i + 1): \(error)"
+                break
+            }
+            progress(i + 1)
+        }
+        try? await Task.sleep(for: .milliseconds(200))  // let the last outputs settle
+        let n = Double(max(instances.count, 1))
+        let charged = instances.compactMap { $0.process.stats().memoryBytes }.reduce(0, +)
+        let report = IdleReport(
+            instances: instances.count, stoppedBy: stoppedBy,
+            faasboxBytesPerInstance: Double(Self.residentBytes() - rssBefore) / n,
+            instanceBytesPerInstance: Double(charged) / n,
+            descriptorsPerInstance: Double(Self.openDescriptors() - fdsBefore) / n)
+        await withTaskGroup(of: Void.self) { group in
+            for instance in instances { group.addTask { await instance.stop(grace: .zero) } }
+        }
+        return report
+    }
+
+    static func residentBytes() -> Int64 {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let kb = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?
+            .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int64($0) }
+        return (kb ?? 0) * 1024
+    }
+
+    static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+    }
+
     /// `count` invocations of one warm instance.
     public func warmInvocations(
         image: String, invocation: OneShotRun.Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }

@@ -35,6 +35,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The event for an event or job function (JSON).")
     var event = "{}"
 
+    @Option(help: "Instead: start this many instances, keep them idle, and report what each costs (density).")
+    var idle: Int?
+
     @Option(
         parsing: .unconditionalSingleValue,
         help: "Instead: run this program of the image in a sandbox to its exit, --cold times (repeatable for its arguments).")
@@ -66,6 +69,7 @@ struct Bench: AsyncParsableCommand {
         let bench = Benchmark(store: state.openStore(), config: config)
         var results: [Samples] = []
         var throughput: Double?
+        if let idle { return try await runIdle(bench, invocation: invocation, count: idle) }
         do {
             if !sandboxOnly.isEmpty {
                 results = try await bench.sandboxRuns(image: image, program: sandboxOnly, count: cold)
@@ -98,6 +102,45 @@ struct Bench: AsyncParsableCommand {
             if let throughput {
                 print(String(format: "cold-start throughput: %.1f instances/s at concurrency %d", throughput, concurrency))
             }
+        }
+    }
+
+    private func runIdle(_ bench: Benchmark, invocation: OneShotRun.Invocation, count: Int) async throws {
+        raiseDescriptorLimit()
+        let bar = ProgressBar(label: "idle instances", total: count, enabled: !json)
+        let report: Benchmark.IdleReport
+        do {
+            report = try await bench.idleInstances(image: image, invocation: invocation, count: count, progress: bar.update)
+        } catch { fail("\(error)") }
+        bar.finish()
+        let facts: [(String, Any)] = [
+            ("instances", report.instances), ("stoppedBy", report.stoppedBy ?? "nothing"),
+            ("faasboxKiBPerInstance", report.faasboxBytesPerInstance / 1024),
+            ("instanceKiBPerInstance", report.instanceBytesPerInstance / 1024),
+            ("descriptorsPerInstance", report.descriptorsPerInstance),
+        ]
+        if json {
+            var object = Dictionary(uniqueKeysWithValues: facts)
+            object["host"] = Dictionary(uniqueKeysWithValues: HostFacts.current.pairs)
+            object["image"] = image
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            for (name, value) in HostFacts.current.pairs { print("\(name): \(value)") }
+            print("idle instances held: \(report.instances) of \(count)" + (report.stoppedBy.map { " (stopped by \($0))" } ?? ""))
+            print(
+                String(
+                    format: "per instance: faasbox %.0f KiB, instance cgroup %.0f KiB, %.1f descriptors",
+                    report.faasboxBytesPerInstance / 1024, report.instanceBytesPerInstance / 1024, report.descriptorsPerInstance))
+        }
+    }
+
+    /// Each instance holds a few descriptors in faasbox: allow as many as the hard limit does.
+    private func raiseDescriptorLimit() {
+        var limit = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         }
     }
 

@@ -44,4 +44,17 @@ import Testing
         let storedPull = try #require(stored.first { $0.name == "PullCode" })
         #expect(fresh.median > storedPull.median, "unpacking costs more than finding the stored image")
     }
+
+    @Test func idleInstancesAreHeldMeasuredAndAllStoppedAfterwards() async throws {
+        let store = try ImageStore(root: TestPaths.temporaryDirectory("bench"))
+        var config = FunctionConfig(name: "idle")
+        config.kind = .event
+        let report = try await Benchmark(store: store, config: config).idleInstances(
+            image: TestPaths.sampleImage("hello-event"), invocation: .event(Array("{}".utf8)), count: 4)
+        #expect(report.instances == 4)
+        #expect(report.stoppedBy == nil)
+        #expect(report.instanceBytesPerInstance > 65536, "each instance's processes are charged to its cgroup")
+        #expect(report.descriptorsPerInstance >= 3, "pidfd and the output pipes at least")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/instances").isEmpty)
+    }
 }
