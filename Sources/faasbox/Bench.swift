@@ -43,6 +43,14 @@ struct Bench: AsyncParsableCommand {
         help: "Instead: run this program of the image in a sandbox to its exit, --cold times (repeatable for its arguments).")
     var sandboxOnly: [String] = []
 
+    @Flag(
+        help: """
+            Instead: start sandboxes running /bin/true (or the --sandbox-only program) with faasbox and, interleaved \
+            in the same run, runc, crun and bwrap over the same rootfs, --cold times each, and print the ratios; \
+            with --fresh-pull: unpack the image fresh with faasbox, umoci and tar instead.
+            """)
+    var compare = false
+
     @Flag(help: "Print JSON (host facts, samples, summaries) instead of a table.")
     var json = false
 
@@ -51,7 +59,7 @@ struct Bench: AsyncParsableCommand {
     func validate() throws {
         guard cold >= 0, warm >= 0 else { throw ValidationError("--cold and --warm cannot be negative") }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
-        if freshPull && concurrency > 1 {
+        if freshPull && concurrency > 1 && !compare {
             throw ValidationError("--fresh-pull evicts the image each time: use it with --concurrency 1")
         }
     }
@@ -70,6 +78,7 @@ struct Bench: AsyncParsableCommand {
         var results: [Samples] = []
         var throughput: Double?
         if let idle { return try await runIdle(bench, invocation: invocation, count: idle) }
+        if compare { return try await runCompare() }
         do {
             if !sandboxOnly.isEmpty {
                 results = try await bench.sandboxRuns(image: image, program: sandboxOnly, count: cold)
@@ -102,6 +111,54 @@ struct Bench: AsyncParsableCommand {
             if let throughput {
                 print(String(format: "cold-start throughput: %.1f instances/s at concurrency %d", throughput, concurrency))
             }
+        }
+    }
+
+    private func runCompare() async throws {
+        let program = sandboxOnly.isEmpty ? ["/bin/true"] : sandboxOnly
+        let bar = ProgressBar(label: "rounds", total: cold, enabled: !json)
+        let result: PeerComparison.Result
+        do {
+            let store = state.openStore()
+            if freshPull {
+                result = try await PeerComparison(store: store)
+                    .freshUnpacks(image: image, runs: cold, workDirectory: store.root, progress: bar.update)
+            } else {
+                result = try await PeerComparison(store: store)
+                    .sandboxStarts(image: image, program: program, runs: cold, progress: bar.update)
+            }
+        } catch { fail("\(error)") }
+        bar.finish()
+        let faasbox = result.samples[0].median
+        if json {
+            var object: [String: Any] = [
+                "host": Dictionary(uniqueKeysWithValues: HostFacts.current.pairs), "image": image, "program": program,
+                "runs": cold,
+                "unavailable": Dictionary(uniqueKeysWithValues: result.unavailable.map { ($0.name, $0.reason) }),
+            ]
+            object["medians"] = Dictionary(uniqueKeysWithValues: result.samples.map { ($0.name, $0.median) })
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        for (name, value) in HostFacts.current.pairs { print("\(name): \(value)") }
+        print(
+            freshPull
+                ? "\(cold) rounds, interleaved, fresh unpacks of \(image); medians"
+                : "\(cold) rounds, interleaved, \(program.joined(separator: " ")) in the image's rootfs; medians")
+        for samples in result.samples {
+            let ratio =
+                samples.name.hasPrefix("faasbox")
+                ? ""
+                : String(
+                    format: freshPull ? "   faasbox is %.2fx faster" : "   faasbox InitRuntime is %.2fx of it",
+                    freshPull ? samples.median / faasbox : faasbox / samples.median)
+            print(
+                samples.name.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: "%9.3f ms", samples.median)
+                    + ratio)
+        }
+        for (name, reason) in result.unavailable {
+            print(name.padding(toLength: 28, withPad: " ", startingAt: 0) + "failed here: \(reason)")
         }
     }
 
