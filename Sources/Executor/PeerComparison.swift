@@ -102,9 +102,12 @@ public struct PeerComparison: Sendable {
     /// and its layer blobs, bottom first.
     private func prepareLayout(_ image: String, in work: String) async throws -> (String, String?, [String]) {
         let pulled = try await ImageStore(root: "\(work)/probe").pull(image)
+        // PATH or PATH:tag, a layout directory or an archive.
         var layout = image
-        var isDirectory: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: image, isDirectory: &isDirectory) || !isDirectory.boolValue {
+        if let colon = image.lastIndex(of: ":"), Self.isDirectory(String(image[..<colon])) {
+            layout = String(image[..<colon])
+        }
+        if !Self.isDirectory(layout) {
             layout = "\(work)/layout"
             try FileManager.default.createDirectory(atPath: layout, withIntermediateDirectories: true)
             if let failure = Self.runCommand(["/bin/tar", "-xf", image, "-C", layout]) {
@@ -190,6 +193,11 @@ public struct PeerComparison: Sendable {
         process.waitUntilExit()
         if process.terminationStatus == 0 { return nil }
         return errorText.split(separator: "\n").last.map(String.init) ?? "exit status \(process.terminationStatus)"
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
 
     static func which(_ name: String) -> String? {
