@@ -135,7 +135,8 @@ public struct Benchmark: Sendable {
     }
 
     /// Starts `count` instances one after another, invokes each once, keeps them all idle, measures, then stops
-    /// them. Stops starting at the first failure (and says why).
+    /// them. Stops starting at the first failure (and says why). faasbox's share is measured process-wide (resident
+    /// memory, open descriptors): run it in a process that does nothing else, as `faasbox bench --idle` does.
     public func idleInstances(
         image: String, invocation: OneShotRun.Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
     ) async throws -> IdleReport {

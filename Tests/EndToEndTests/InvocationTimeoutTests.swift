@@ -29,10 +29,36 @@ import Testing
         #expect(clock.now - begin < .seconds(15), "killed at the timeout, not after the 30 s sleep")
         for pid in pids { #expect(kill(pid, 0) != 0) }
         #expect(!FileManager.default.fileExists(atPath: instance.rootfs.directory))
+        try await expectTheNextColdStartAnswers(store)
     }
 }
 
+/// After a failed invocation, the next one (a fresh instance of hello-web) answers normally.
+func expectTheNextColdStartAnswers(_ store: ImageStore) async throws {
+    let next = try await FunctionInstance.coldStart(
+        image: TestPaths.sampleImage("hello-web"), store: store, config: FunctionConfig(name: "hello-web"))
+    let response = try await next.invoke(HTTPRequest(method: "GET", target: "/hello"), requestID: "next", timeout: .seconds(30))
+    await next.stop(grace: .zero)
+    #expect(response.status == 200 && response.bodyText.contains("hello from faasbox"))
+}
+
 @Suite struct InvocationFailureTests {
+    @Test func aWebFunctionThatDiesDuringAnInvocationIs439() async throws {
+        var config = FunctionConfig(name: "crash")
+        // The readiness probe sends nothing; a real request kills the server (the bootstrap) mid-answer.
+        config.command = ["/bin/sh", "-c", #"exec nc -ll -p 9000 -e /bin/sh -c 'read l; [ -n "$l" ] && kill -9 $PPID'"#]
+        let store = try ImageStore(root: TestPaths.temporaryDirectory("crash"))
+        let instance = try await FunctionInstance.coldStart(
+            image: TestPaths.sampleImage("hello-web"), store: store, config: config)
+        await #expect {
+            _ = try await instance.invoke(HTTPRequest(method: "GET", target: "/"), requestID: "r", timeout: .seconds(30))
+        } throws: { error in
+            (error as? BootstrapError)?.code == .userProcessExited
+        }
+        await instance.stop()
+        try await expectTheNextColdStartAnswers(store)
+    }
+
     @Test func runningOutOfMemoryDuringAnInvocationIsReportedAs434() async throws {
         var config = FunctionConfig(name: "hog")
         config.memoryMB = 64
@@ -50,6 +76,7 @@ import Testing
             return e.code == .memoryLimitReached
         }
         await instance.stop()
+        try await expectTheNextColdStartAnswers(store)
     }
 }
 

@@ -54,7 +54,8 @@ import Testing
         #expect(report.instances == 4)
         #expect(report.stoppedBy == nil)
         #expect(report.instanceBytesPerInstance > 65536, "each instance's processes are charged to its cgroup")
-        #expect(report.descriptorsPerInstance >= 3, "pidfd and the output pipes at least")
+        // faasbox's memory and descriptors per instance are process-wide counts: meaningful in `faasbox bench
+        // --idle`, which does nothing else, not in this test process where other suites run alongside.
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/instances").isEmpty)
     }
 }
