@@ -8,8 +8,8 @@ import SystemSupport
 
 /// Which program starts the function: the config's command/args, else the image's Entrypoint + Cmd, else
 /// `scf_bootstrap` from WorkingDir, /var/user or /.
-enum BootstrapCommand {
-    static func resolve(config: FunctionConfig, image: ImageConfig.Runtime?, rootfs: String, imageName: String)
+public enum BootstrapCommand {
+    public static func resolve(config: FunctionConfig, image: ImageConfig.Runtime?, rootfs: String, imageName: String)
         throws(BootstrapError) -> (arguments: [String], workingDirectory: String)
     {
         let workingDir = (image?.workingDir).flatMap { $0.isEmpty ? nil : $0 } ?? "/"

@@ -1,3 +1,4 @@
+import Bootstrap
 import Foundation
 import ImageRuntime
 import Sandbox
@@ -8,6 +9,11 @@ import SystemSupport
 /// faasbox, …) so that a slow moment of the machine falls on all of them alike.
 public struct PeerComparison: Sendable {
     public struct Result: Sendable {
+        public init(samples: [Samples], unavailable: [(name: String, reason: String)]) {
+            self.samples = samples
+            self.unavailable = unavailable
+        }
+
         /// faasbox's InitRuntime and spawn-to-exit, then each peer's whole command, start to exit.
         public let samples: [Samples]
         /// Peers that are not installed or refused this host, with the reason.
@@ -47,6 +53,88 @@ public struct PeerComparison: Sendable {
             progress(i + 1)
         }
         return Result(samples: samples.filter { !$0.values.isEmpty }, unavailable: unavailable)
+    }
+
+    /// Time to the first response of a web function from a cold start with the image stored: faasbox (cold start,
+    /// then `GET path` on :9000) and, interleaved, `runc run -d` of the same rootfs running the same bootstrap
+    /// in a network namespace with lo up, polled on :9000 until the same request is answered. Both poll every
+    /// 0.2 ms at first, backing off to 5 ms.
+    public func firstResponses(
+        image: String, path: String, runs: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async throws -> Result {
+        let pulled = try await store.pull(image)
+        let shared = try store.composeRootfs(pulled, instanceID: "compare-\(UInt32.random(in: 0...UInt32.max))")
+        defer { _ = shared.remove() }
+        var faasbox = Samples("faasbox first response"), runc = Samples("runc first response")
+        var unavailable: [(String, String)] = []
+        let runcPath = Self.which("runc")
+        if runcPath == nil { unavailable.append(("runc first response", "not installed")) }
+        let bootstrap = try BootstrapCommand.resolve(
+            config: FunctionConfig(name: "compare"), image: pulled.config.config, rootfs: shared.path, imageName: image)
+        let clock = ContinuousClock()
+        var config = FunctionConfig(name: "compare")
+        config.stopGrace = .zero
+        let request = "GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+        for i in 0..<runs {
+            var begin = clock.now
+            let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
+            _ = try await instance.invoke(
+                HTTPRequest(method: "GET", target: path), requestID: "compare-\(i)", timeout: .seconds(30))
+            faasbox.add(clock.now - begin)
+            await instance.stop()
+
+            if let runcPath, unavailable.isEmpty {
+                let netns = try NetworkNamespace()
+                let bundle = try makeRuncBundle(
+                    rootfs: shared.path, program: bootstrap.arguments, cwd: bootstrap.workingDirectory, netns: netns.path)
+                defer { try? FileManager.default.removeItem(atPath: bundle) }
+                let id = "fb-compare-web-\(UInt32.random(in: 0...UInt32.max))"
+                begin = clock.now
+                if let failure = Self.runDetached([runcPath, "run", "-d", "-b", bundle, id]) {
+                    unavailable.append(("runc first response", failure))
+                } else {
+                    let answered = await Self.pollHTTP(netns, request: request, deadline: clock.now + .seconds(30))
+                    if answered {
+                        runc.add(clock.now - begin)
+                    } else {
+                        unavailable.append(("runc first response", "no answer on :9000 within 30 s"))
+                    }
+                    _ = Self.runDetached([runcPath, "delete", "-f", id])
+                }
+            }
+            progress(i + 1)
+        }
+        return Result(samples: [faasbox, runc].filter { !$0.values.isEmpty }, unavailable: unavailable)
+    }
+
+    private static func pollHTTP(_ netns: NetworkNamespace, request: String, deadline: ContinuousClock.Instant) async -> Bool {
+        var pause = Duration.microseconds(200)
+        while ContinuousClock.now < deadline {
+            if let socket = try? netns.connect(port: 9000) {
+                let bytes = Array(request.utf8)
+                let sent = bytes.withUnsafeBytes { write(socket.rawValue, $0.baseAddress, $0.count) }
+                if sent == bytes.count, let reply = try? socket.readToEnd(limit: 1 << 20), reply.starts(with: Array("HTTP/".utf8))
+                {
+                    return true
+                }
+            }
+            try? await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(5))
+        }
+        return false
+    }
+
+    /// Runs a command whose children may outlive it (`runc run -d`): no pipes, output discarded.
+    static func runDetached(_ argv: [String]) -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { return "\(error)" }
+        process.waitUntilExit()
+        return process.terminationStatus == 0 ? nil : "\(argv[1]) exited with status \(process.terminationStatus)"
     }
 
     /// Fresh unpacks of `image` (an oci-archive or layout directory): faasbox's pull into an empty store
@@ -160,8 +248,9 @@ public struct PeerComparison: Sendable {
         return peers
     }
 
-    /// An OCI bundle as `runc spec` writes it, over `rootfs` (read-only), running `program` without a terminal.
-    private func makeRuncBundle(rootfs: String, program: [String]) throws -> String {
+    /// An OCI bundle as `runc spec` writes it, over `rootfs` (read-only), running `program` without a terminal;
+    /// with `netns`, in that network namespace (with lo up) and with a tmpfs on /tmp.
+    private func makeRuncBundle(rootfs: String, program: [String], cwd: String = "/", netns: String? = nil) throws -> String {
         let bundle = NSTemporaryDirectory() + "faasbox-compare-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: bundle, withIntermediateDirectories: true)
         guard let runc = Self.which("runc") ?? Self.which("crun") else { return bundle }
@@ -170,12 +259,24 @@ public struct PeerComparison: Sendable {
         }
         let path = "\(bundle)/config.json"
         guard var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any],
-            var process = config["process"] as? [String: Any]
+            var process = config["process"] as? [String: Any], var linux = config["linux"] as? [String: Any],
+            var mounts = config["mounts"] as? [[String: Any]]
         else { throw ComparisonError("\(path): not the JSON object runc spec writes") }
         process["args"] = program
         process["terminal"] = false
+        process["cwd"] = cwd
         config["process"] = process
         config["root"] = ["path": rootfs, "readonly": true]
+        if let netns {
+            var namespaces = (linux["namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "network" }
+            namespaces.append(["type": "network", "path": netns])
+            linux["namespaces"] = namespaces
+            config["linux"] = linux
+            mounts.append([
+                "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "size=536870912"],
+            ])
+            config["mounts"] = mounts
+        }
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path))
         return bundle
     }

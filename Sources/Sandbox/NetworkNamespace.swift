@@ -26,6 +26,28 @@ public final class NetworkNamespace: Sendable, Equatable {
         return socket
     }
 
+    /// A TCP connection to 127.0.0.1:`port` inside the namespace (blocking socket). Throws ECONNREFUSED while
+    /// nothing listens there.
+    public func connect(port: UInt16) throws(SandboxError) -> OwnedFileDescriptor {
+        let fd = fb_socket_in_netns(descriptor.rawValue, AF_INET, CInt(SOCK_STREAM.rawValue))
+        if fd < 0 { throw .syscall(.negated("socket in a network namespace", fd)) }
+        let socket = OwnedFileDescriptor(.init(rawValue: fd))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        if rc != 0 { throw .syscall(.current("connect", path: "127.0.0.1:\(port)")) }
+        return socket
+    }
+
+    /// A path other programs (runc) can open to join the namespace, while this value lives.
+    public var path: String { "/proc/\(getpid())/fd/\(descriptor.rawValue)" }
+
     /// A TCP socket listening on the host's 127.0.0.1:`port` (0: any free port), and the port it got.
     public static func listenOnHost(port: UInt16 = 0, backlog: CInt = 128) throws(SandboxError) -> (OwnedFileDescriptor, UInt16) {
         let fd = socket(AF_INET, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)

@@ -124,8 +124,15 @@ struct Bench: AsyncParsableCommand {
                 result = try await PeerComparison(store: store)
                     .freshUnpacks(image: image, runs: cold, workDirectory: store.root, progress: bar.update)
             } else {
-                result = try await PeerComparison(store: store)
-                    .sandboxStarts(image: image, program: program, runs: cold, progress: bar.update)
+                let comparison = PeerComparison(store: store)
+                let starts = try await comparison.sandboxStarts(image: image, program: program, runs: cold, progress: bar.update)
+                if type == .web {
+                    let path = (try? HTTPRequest(parsing: http))?.target ?? "/"
+                    let web = try await comparison.firstResponses(image: image, path: path, runs: cold, progress: bar.update)
+                    result = .init(samples: starts.samples + web.samples, unavailable: starts.unavailable + web.unavailable)
+                } else {
+                    result = starts
+                }
             }
         } catch { fail("\(error)") }
         bar.finish()
@@ -146,13 +153,16 @@ struct Bench: AsyncParsableCommand {
             freshPull
                 ? "\(cold) rounds, interleaved, fresh unpacks of \(image); medians"
                 : "\(cold) rounds, interleaved, \(program.joined(separator: " ")) in the image's rootfs; medians")
+        let faasboxFirst = result.samples.first { $0.name == "faasbox first response" }?.median
         for samples in result.samples {
             let ratio =
                 samples.name.hasPrefix("faasbox")
                 ? ""
-                : String(
-                    format: freshPull ? "   faasbox is %.2fx faster" : "   faasbox InitRuntime is %.2fx of it",
-                    freshPull ? samples.median / faasbox : faasbox / samples.median)
+                : samples.name.hasSuffix("first response")
+                    ? String(format: "   faasbox first response is %.2fx of it", (faasboxFirst ?? .nan) / samples.median)
+                    : String(
+                        format: freshPull ? "   faasbox is %.2fx faster" : "   faasbox InitRuntime is %.2fx of it",
+                        freshPull ? samples.median / faasbox : faasbox / samples.median)
             print(
                 samples.name.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: "%9.3f ms", samples.median)
                     + ratio)

@@ -31,4 +31,14 @@ import Testing
         #expect(byName["umoci unpack"] == 2 || result.unavailable.contains { $0.name == "umoci unpack" })
         #expect(try FileManager.default.contentsOfDirectory(atPath: state).allSatisfy { !$0.hasPrefix("compare-unpack") })
     }
+
+    @Test func firstResponsesOfAColdWebFunctionUnderFaasboxAndRunc() async throws {
+        let store = try ImageStore(root: TestPaths.temporaryDirectory("compare"))
+        let result = try await PeerComparison(store: store)
+            .firstResponses(image: TestPaths.sampleImage("hello-web"), path: "/hello", runs: 2)
+        let byName = Dictionary(uniqueKeysWithValues: result.samples.map { ($0.name, $0.values.count) })
+        #expect(byName["faasbox first response"] == 2)
+        #expect(byName["runc first response"] == 2 || result.unavailable.contains { $0.name == "runc first response" })
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/instances").isEmpty)
+    }
 }
