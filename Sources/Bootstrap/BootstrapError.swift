@@ -24,6 +24,8 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     case functionError(String)
     /// A job function exited unsuccessfully (430), with what it printed.
     case jobFailed(ExitStatus, output: String)
+    /// As many invocations as the function's concurrency limit allows are running (432).
+    case concurrencyLimitExceeded(limit: Int)
     /// The caller gave up (Ctrl-C, shutdown); the instance was torn down.
     case cancelled
 
@@ -38,6 +40,7 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .responseTooLarge: return .responseTooLarge
         case .memoryLimitExceeded: return .memoryLimitReached
         case .functionError, .jobFailed: return .userCodeError
+        case .concurrencyLimitExceeded: return .concurrencyLimitExceeded
         case .cancelled: return .internalError
         }
     }
@@ -63,6 +66,8 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
             return "the function exceeded its memory limit of \(mb) MB and was killed by the OOM killer"
         case .functionError(let message): return "the function returned an error: \(message)"
         case .jobFailed(let status, _): return "the job \(status)"
+        case .concurrencyLimitExceeded(let limit):
+            return "the function's concurrency limit (\(limit)) is reached; try again later"
         case .cancelled: return "interrupted; the instance was torn down"
         }
     }
