@@ -68,6 +68,12 @@ public enum LogFormat {
             + "InitFunction: \(format1(t.initFunction.milliseconds))ms Overhead: \(format1(t.overhead.milliseconds))ms"
     }
 
+    /// The same fields for an instance started in advance (provisioned), named by its instance id (no request
+    /// started it). The exact form is unconfirmed (contract §8): kept here only.
+    public static func provisionedReport(_ instanceID: String, _ t: PhaseTimings) -> String {
+        "Provisioned Report InstanceId: \(instanceID)" + initReport("", t).dropFirst("Init Report RequestId: ".count)
+    }
+
     /// One decimal place: the report lines have 0.1 ms resolution.
     public static func format1(_ value: Double) -> String {
         let tenths = Int64((value * 10).rounded())

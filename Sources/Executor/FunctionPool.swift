@@ -18,6 +18,8 @@ public actor FunctionPool {
         let since: ContinuousClock.Instant
     }
     private var idle: [Idle] = []
+    /// Instances started in advance: kept warm, never reclaimed for idleness.
+    private var provisioned = Set<String>()
     private var inFlight = 0
     private var draining = false
 
@@ -87,11 +89,26 @@ public actor FunctionPool {
             logLines: instance.output.snapshot.map(\.text))
     }
 
-    /// Stops the instances idle for longer than `idleTimeout`; returns how many.
+    /// Starts `count` instances in advance (provisioned concurrency) and keeps them warm; returns their
+    /// `Provisioned Report` lines. Stops at the first that fails to start, throwing its error.
+    public func provision(_ count: Int) async throws(BootstrapError) -> [String] {
+        var reports: [String] = []
+        for _ in 0..<count {
+            let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
+            provisioned.insert(instance.id)
+            idle.append(Idle(instance: instance, since: .now))
+            reports.append(LogFormat.provisionedReport(instance.id, instance.timings))
+        }
+        return reports
+    }
+
+    /// Stops the instances idle for longer than `idleTimeout` (not the provisioned ones); returns how many.
     @discardableResult
     public func reclaimIdle(now: ContinuousClock.Instant = .now) async -> Int {
-        let expired = idle.filter { now - $0.since >= idleTimeout }
-        idle.removeAll { now - $0.since >= idleTimeout }
+        let isExpired = { (entry: Idle) in now - entry.since >= self.idleTimeout && !self.provisioned.contains(entry.instance.id)
+        }
+        let expired = idle.filter(isExpired)
+        idle.removeAll(where: isExpired)
         for entry in expired { await entry.instance.stop() }
         return expired.count
     }
@@ -101,6 +118,7 @@ public actor FunctionPool {
         draining = true
         let all = idle
         idle = []
+        provisioned = []
         for entry in all { await entry.instance.stop() }
     }
 

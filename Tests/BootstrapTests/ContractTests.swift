@@ -15,6 +15,10 @@ import Testing
                 == "Init Report RequestId: rid Coldstart: 6.0ms PullCode: 1.2ms InitRuntime: 4.6ms InitFunction: 0.1ms Overhead: 0.2ms"
         )
         #expect(t.overhead == .microseconds(156))
+        #expect(
+            LogFormat.provisionedReport("fb-1", t)
+                == "Provisioned Report InstanceId: fb-1 Coldstart: 6.0ms PullCode: 1.2ms InitRuntime: 4.6ms InitFunction: 0.1ms Overhead: 0.2ms"
+        )
     }
 
     @Test func reportBillsWholeMillisecondsRoundedUp() {

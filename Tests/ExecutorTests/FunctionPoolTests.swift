@@ -84,4 +84,24 @@ import Testing
         #expect(outcome.logLines.contains("hello-job: done"))
         #expect(await pool.idleCount == 0)
     }
+
+    @Test func provisionedInstancesAreStartedAheadReportedAndNeverReclaimed() async throws {
+        let pool = try runtimePool(concurrency: 2, idleTimeout: .zero)
+        let reports = try await pool.provision(2)
+        #expect(reports.count == 2)
+        for report in reports {
+            #expect(report.hasPrefix("Provisioned Report InstanceId: fb-"), "\(report)")
+            for field in ["Coldstart: ", "PullCode: ", "InitRuntime: ", "InitFunction: ", "Overhead: "] {
+                #expect(report.contains(field), "\(field) in \(report)")
+            }
+        }
+        #expect(await pool.reclaimIdle() == 0, "provisioned instances stay warm")
+        async let a = pool.invoke(.event(Array("{}".utf8)), requestID: "p1")
+        async let b = pool.invoke(.event(Array("{}".utf8)), requestID: "p2")
+        let (first, second) = try await (a, b)
+        #expect(first.coldStart == nil && second.coldStart == nil, "both calls found a warm instance")
+        #expect(await pool.idleCount == 2)
+        await pool.drain()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(state)/instances").isEmpty)
+    }
 }
