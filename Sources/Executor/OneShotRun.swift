@@ -51,9 +51,12 @@ public struct OneShotRun: Sendable {
         }
     }
 
-    public func run(image: String, invocation: Invocation, streamingTo sink: Sink? = nil)
-        async throws(BootstrapError) -> Result
-    {
+    /// `failureLog`, when given, receives the invocation's log (START, output, END, REPORT) if the invocation
+    /// fails after the instance started, before the error is thrown.
+    public func run(
+        image: String, invocation: Invocation, streamingTo sink: Sink? = nil,
+        failureLog: (@Sendable ([String]) -> Void)? = nil
+    ) async throws(BootstrapError) -> Result {
         var jobEvent: [UInt8]?
         if case .event(let event) = invocation {
             if config.kind == .job {
@@ -89,7 +92,14 @@ public struct OneShotRun: Sendable {
                 response = try await instance.invokeEvent(event, requestID: requestID, timeout: config.timeout)
             }
         } catch {
+            let duration = clock.now - begin
+            let peak = instance.maxMemoryUsed
             await instance.stop()
+            if let failureLog {
+                await instance.output.waitForEOF()
+                failureLog(
+                    Self.logLines(requestID, instance: instance, duration: duration, peak: peak, memoryMB: config.memoryMB))
+            }
             throw error
         }
         let duration = clock.now - begin

@@ -120,6 +120,8 @@ struct Run: AsyncParsableCommand {
         Sandbox.prepareHost()  // host detection is once per process, not part of an instance's InitRuntime
         // Ctrl-C or SIGTERM cancels the run; every path out of it stops the instance first.
         let imageReference = image
+        var failureLog: (@Sendable ([String]) -> Void)?
+        if log { failureLog = Run.printLines }
         // A web function's response is printed as it arrives (chunked responses, server-sent events).
         let sink = OneShotRun.Sink(
             head: { head in
@@ -130,7 +132,8 @@ struct Run: AsyncParsableCommand {
             body: { piece in FileHandle.standardOutput.write(Data(piece)) })
         let work = Task { () throws(BootstrapError) -> OneShotRun.Result in
             try await OneShotRun(store: store, config: config).run(
-                image: imageReference, invocation: invocation, streamingTo: sink)
+                image: imageReference, invocation: invocation, streamingTo: sink,
+                failureLog: failureLog)  // with --log, a failed invocation's log too
         }
         let signals = SignalTrap { work.cancel() }
         defer { withExtendedLifetime(signals) {} }
@@ -150,6 +153,8 @@ struct Run: AsyncParsableCommand {
         if log { for line in result.logLines { print(line) } }
         print(result.initReport)
     }
+
+    @Sendable static func printLines(_ lines: [String]) { print(lines.joined(separator: "\n")) }
 
     /// Web functions: the HTTP response; event functions: the return value; jobs: nothing (they exited 0).
     private func printResult(_ result: OneShotRun.Result) {

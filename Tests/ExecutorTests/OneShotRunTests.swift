@@ -2,6 +2,7 @@ import Bootstrap
 import Executor
 import Foundation
 import ImageRuntime
+import Synchronization
 import TestSupport
 import Testing
 
@@ -20,5 +21,23 @@ import Testing
         #expect(report.contains("Memory Size: 128 MB Max Memory Used: "))
         #expect(!report.contains("Max Memory Used: - MB"))
         #expect(result.initReport.hasPrefix("Init Report RequestId: \(id) Coldstart: "))
+    }
+}
+
+@Suite struct OneShotRunFailureLogTests {
+    @Test func aFailedInvocationStillHandsOverItsLog() async throws {
+        var config = FunctionConfig(name: "hello-runtime")
+        config.kind = .event
+        let collected = Mutex<[String]>([])
+        let run = OneShotRun(store: try ImageStore(root: TestPaths.temporaryDirectory("failure-log")), config: config)
+        await #expect(throws: BootstrapError.self) {
+            _ = try await run.run(
+                image: TestPaths.sampleImage("hello-runtime"), invocation: .event(Array(#"{"fail":true}"#.utf8)),
+                failureLog: { lines in collected.withLock { $0 = lines } })
+        }
+        let lines = collected.withLock { $0 }
+        #expect(lines.first?.hasPrefix("START RequestId: ") == true)
+        #expect(lines.contains { $0.hasPrefix("hello-runtime: invocation 1") })
+        #expect(lines.last?.hasPrefix("REPORT RequestId: ") == true)
     }
 }
