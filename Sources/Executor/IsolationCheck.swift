@@ -28,10 +28,12 @@ public enum IsolationCheck {
         let marker = "\(store.root)/.isolation-marker-\(id)"
         _ = FileManager.default.createFile(atPath: marker, contents: Data("host only".utf8))
         defer { unlink(marker) }
-        let listener = try HostListener()
+        // A listener on the host's 127.0.0.1 (a free port) that the sandbox must not reach.
+        let (listener, port) = try NetworkNamespace.listenOnHost(backlog: 4)
+        defer { listener.close() }
         var spec = SandboxSpec(
             rootfs: rootfs.path, arguments: image.config.config?.entrypoint ?? ["/probe"],
-            environment: ["PATH=/bin", "PROBE_MARKER=\(marker)", "PROBE_PORT=\(listener.port)"],
+            environment: ["PATH=/bin", "PROBE_MARKER=\(marker)", "PROBE_PORT=\(port)"],
             instanceID: id)
         // /tmp is a tmpfs whose pages count against the instance's memory: give the probe room to fill the
         // 512 MB of /tmp before its memory bomb meets the limit.
@@ -58,28 +60,5 @@ public enum IsolationCheck {
         return Verdict(
             held: word == "HELD", property: String(line[line.index(after: space)..<colon.lowerBound]),
             detail: String(line[colon.upperBound...]))
-    }
-}
-
-/// A TCP listener on the host's 127.0.0.1 (an ephemeral port) that the sandbox must not reach.
-private final class HostListener {
-    let fd: OwnedFileDescriptor
-    let port: UInt16
-
-    init() throws {
-        let s = socket(AF_INET, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
-        if s < 0 { throw SystemCallError.current("socket") }
-        fd = OwnedFileDescriptor(.init(rawValue: s))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let rc = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(s, $0, length) == 0 && listen(s, 4) == 0 && getsockname(s, $0, &length) == 0
-            }
-        }
-        if !rc { throw SystemCallError.current("bind/listen", path: "127.0.0.1:0") }
-        port = UInt16(bigEndian: address.sin_port)
     }
 }

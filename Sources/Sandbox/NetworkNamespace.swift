@@ -32,16 +32,7 @@ public final class NetworkNamespace: Sendable, Equatable {
         let fd = fb_socket_in_netns(descriptor.rawValue, AF_INET, CInt(SOCK_STREAM.rawValue))
         if fd < 0 { throw .syscall(.negated("socket in a network namespace", fd)) }
         let socket = OwnedFileDescriptor(.init(rawValue: fd))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if rc != 0 { throw .syscall(.current("connect", path: "127.0.0.1:\(port)")) }
+        try Self.connectLoopback(socket, port: port)
         return socket
     }
 
@@ -59,10 +50,7 @@ public final class NetworkNamespace: Sendable, Equatable {
     private static func bindLoopback(_ socket: OwnedFileDescriptor, port: UInt16, backlog: CInt) throws(SandboxError) -> UInt16 {
         var one: CInt = 1
         _ = setsockopt(socket.rawValue, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var address = loopback(port: port)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -72,6 +60,25 @@ public final class NetworkNamespace: Sendable, Equatable {
         }
         if !ok { throw .syscall(.current("bind/listen", path: "127.0.0.1:\(port)")) }
         return UInt16(bigEndian: address.sin_port)
+    }
+
+    /// Connects `socket` (a TCP socket, in whichever network namespace it was made) to 127.0.0.1:`port`.
+    static func connectLoopback(_ socket: OwnedFileDescriptor, port: UInt16) throws(SandboxError) {
+        var address = loopback(port: port)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(socket.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        if rc != 0 { throw .syscall(.current("connect", path: "127.0.0.1:\(port)")) }
+    }
+
+    private static func loopback(port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        return address
     }
 
     public static func == (a: NetworkNamespace, b: NetworkNamespace) -> Bool { a === b }

@@ -144,16 +144,7 @@ public final class SandboxProcess: Sendable {
             if fd < 0 { throw .syscall(.current("socket")) }
         }
         let socket = OwnedFileDescriptor(.init(rawValue: fd))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if rc != 0 { throw .syscall(.current("connect", path: "127.0.0.1:\(port)")) }
+        try NetworkNamespace.connectLoopback(socket, port: port)
         return socket
     }
 }
