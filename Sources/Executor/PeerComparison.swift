@@ -90,7 +90,7 @@ public struct PeerComparison: Sendable {
                 defer { try? FileManager.default.removeItem(atPath: bundle) }
                 let id = "fb-compare-web-\(UInt32.random(in: 0...UInt32.max))"
                 begin = clock.now
-                if let failure = Self.runDetached([runcPath, "run", "-d", "-b", bundle, id]) {
+                if let failure = Self.runCommand([runcPath, "run", "-d", "-b", bundle, id], detached: true) {
                     unavailable.append(("runc first response", failure))
                 } else {
                     let answered = await Self.pollHTTP(netns, request: request, deadline: clock.now + .seconds(30))
@@ -99,7 +99,7 @@ public struct PeerComparison: Sendable {
                     } else {
                         unavailable.append(("runc first response", "no answer on :9000 within 30 s"))
                     }
-                    _ = Self.runDetached([runcPath, "delete", "-f", id])
+                    _ = Self.runCommand([runcPath, "delete", "-f", id], detached: true)
                 }
             }
             progress(i + 1)
@@ -122,19 +122,6 @@ public struct PeerComparison: Sendable {
             pause = min(pause * 2, .milliseconds(5))
         }
         return false
-    }
-
-    /// Runs a command whose children may outlive it (`runc run -d`): no pipes, output discarded.
-    static func runDetached(_ argv: [String]) -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: argv[0])
-        process.arguments = Array(argv.dropFirst())
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch { return "\(error)" }
-        process.waitUntilExit()
-        return process.terminationStatus == 0 ? nil : "\(argv[1]) exited with status \(process.terminationStatus)"
     }
 
     /// Fresh unpacks of `image` (an oci-archive or layout directory): faasbox's pull into an empty store
@@ -281,19 +268,27 @@ public struct PeerComparison: Sendable {
         return bundle
     }
 
-    /// Runs a command to its exit; nil on success, else its last line of stderr (or its status).
-    static func runCommand(_ argv: [String]) -> String? {
+    /// Runs a command to its exit; nil on success, else its last line of stderr (or its status). `detached`: for
+    /// a command whose children outlive it (`runc run -d`), which must not inherit a pipe faasbox reads to its
+    /// end: no pipes, its output discarded.
+    static func runCommand(_ argv: [String], detached: Bool = false) -> String? {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
         process.standardOutput = FileHandle.nullDevice
         let stderr = Pipe()
-        process.standardError = stderr
+        if detached {
+            process.standardError = FileHandle.nullDevice
+            process.standardInput = FileHandle.nullDevice
+        } else {
+            process.standardError = stderr
+        }
         do { try process.run() } catch { return "\(error)" }
-        let errorText = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errorText = detached ? "" : String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         if process.terminationStatus == 0 { return nil }
-        return errorText.split(separator: "\n").last.map(String.init) ?? "exit status \(process.terminationStatus)"
+        return errorText.split(separator: "\n").last.map(String.init)
+            ?? "\(argv[1]) exited with status \(process.terminationStatus)"
     }
 
     static func isDirectory(_ path: String) -> Bool {
