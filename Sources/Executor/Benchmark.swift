@@ -102,7 +102,7 @@ public struct Benchmark: Sendable {
         if config.kind == .job, case .event(let event) = invocation { jobEvent = event }
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: jobEvent)
         do {
-            try await invokeOnce(instance, invocation, requestID: "bench-\(index)")
+            _ = try await invocation.deliver(to: instance, requestID: "bench-\(index)", timeout: config.timeout)
         } catch {
             await instance.stop(grace: .zero)
             throw error
@@ -110,14 +110,6 @@ public struct Benchmark: Sendable {
         let firstResponse = clock.now - begin
         await instance.stop(grace: .zero)
         return (instance.timings, firstResponse)
-    }
-
-    private func invokeOnce(_ instance: FunctionInstance, _ invocation: OneShotRun.Invocation, requestID: String) async throws {
-        switch (invocation, instance.protocolKind) {
-        case (_, .job): _ = try await instance.waitForJob(timeout: config.timeout)
-        case (.http(let request), _): _ = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
-        case (.event(let event), _): _ = try await instance.invokeEvent(event, requestID: requestID, timeout: config.timeout)
-        }
     }
 
     /// How many idle warm instances this process holds, and what each costs.
@@ -148,7 +140,7 @@ public struct Benchmark: Sendable {
             do {
                 let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
                 instances.append(instance)
-                try await invokeOnce(instance, invocation, requestID: "idle-\(i)")
+                _ = try await invocation.deliver(to: instance, requestID: "idle-\(i)", timeout: config.timeout)
             } catch {
                 stoppedBy = "instance \(i + 1): \(error)"
                 break
@@ -190,7 +182,7 @@ public struct Benchmark: Sendable {
         do {
             for i in 0..<count {
                 let begin = clock.now
-                try await invokeOnce(instance, invocation, requestID: "warm-\(i)")
+                _ = try await invocation.deliver(to: instance, requestID: "warm-\(i)", timeout: config.timeout)
                 samples.add(clock.now - begin)
                 progress(i + 1)
             }

@@ -54,7 +54,7 @@ public actor FunctionPool {
         let clock = ContinuousClock()
         let begin = clock.now
         do {
-            let response = try await Self.deliver(invocation, to: instance, requestID: requestID, timeout: config.timeout)
+            let response = try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout)
             let duration = clock.now - begin
             let outcome = Outcome(
                 requestID: requestID, response: response, coldStart: cold ? instance.timings : nil, duration: duration,
@@ -74,8 +74,9 @@ public actor FunctionPool {
         guard case .event(let event) = invocation else { throw .invalidRequest("a job function takes an event") }
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: event)
         let begin = ContinuousClock.now
+        let response: HTTPResponse
         do {
-            _ = try await instance.waitForJob(timeout: config.timeout)
+            response = try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout)
         } catch {
             await instance.stop()
             throw error
@@ -84,7 +85,7 @@ public actor FunctionPool {
         let peak = instance.maxMemoryUsed
         await instance.stop()
         return Outcome(
-            requestID: requestID, response: HTTPResponse(status: 200, reason: "OK", headers: [], body: []),
+            requestID: requestID, response: response,
             coldStart: instance.timings, duration: duration, maxMemoryUsedBytes: peak,
             logLines: instance.output.snapshot.map(\.text))
     }
@@ -139,15 +140,6 @@ public actor FunctionPool {
             await instance.stop()
         } else {
             idle.append(Idle(instance: instance, since: .now))
-        }
-    }
-
-    private static func deliver(
-        _ invocation: OneShotRun.Invocation, to instance: FunctionInstance, requestID: String, timeout: Duration
-    ) async throws(BootstrapError) -> HTTPResponse {
-        switch invocation {
-        case .http(let request): return try await instance.invoke(request, requestID: requestID, timeout: timeout)
-        case .event(let event): return try await instance.invokeEvent(event, requestID: requestID, timeout: timeout)
         }
     }
 }

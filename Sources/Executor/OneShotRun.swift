@@ -71,25 +71,17 @@ public struct OneShotRun: Sendable {
         let begin = clock.now
         let response: HTTPResponse
         do {
-            switch (invocation, instance.protocolKind) {
-            case (_, .job):
-                _ = try await instance.waitForJob(timeout: config.timeout)
-                response = HTTPResponse(status: 200, reason: "OK", headers: [], body: [])
-            case (.http(let request), _):
-                if let sink {
-                    let head = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
-                    try await instance.invokeStreaming(
-                        request, requestID: requestID, timeout: config.timeout,
-                        onHead: { h in
-                            head.withLock { $0 = h }
-                            try await sink.head(h)
-                        }, onBody: sink.body)
-                    response = head.withLock { $0 }
-                } else {
-                    response = try await instance.invoke(request, requestID: requestID, timeout: config.timeout)
-                }
-            case (.event(let event), _):
-                response = try await instance.invokeEvent(event, requestID: requestID, timeout: config.timeout)
+            if case .http(let request) = invocation, let sink, instance.protocolKind != .job {
+                let head = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
+                try await instance.invokeStreaming(
+                    request, requestID: requestID, timeout: config.timeout,
+                    onHead: { h in
+                        head.withLock { $0 = h }
+                        try await sink.head(h)
+                    }, onBody: sink.body)
+                response = head.withLock { $0 }
+            } else {
+                response = try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout)
             }
         } catch {
             let duration = clock.now - begin
@@ -120,5 +112,21 @@ public struct OneShotRun: Sendable {
         lines.append(LogFormat.end(requestID))
         lines.append(LogFormat.report(requestID, duration: duration, memorySizeMB: memoryMB, maxMemoryUsedBytes: peak))
         return lines
+    }
+}
+
+extension OneShotRun.Invocation {
+    /// Delivers the invocation to `instance` the way its protocol takes it. A job's invocation is its run to
+    /// exit: an empty 200 when it exited 0 (its output is in the log).
+    func deliver(to instance: FunctionInstance, requestID: String, timeout: Duration) async throws(BootstrapError)
+        -> HTTPResponse
+    {
+        switch (self, instance.protocolKind) {
+        case (_, .job):
+            _ = try await instance.waitForJob(timeout: timeout)
+            return HTTPResponse(status: 200, reason: "OK", headers: [], body: [])
+        case (.http(let request), _): return try await instance.invoke(request, requestID: requestID, timeout: timeout)
+        case (.event(let event), _): return try await instance.invokeEvent(event, requestID: requestID, timeout: timeout)
+        }
     }
 }
