@@ -107,8 +107,7 @@ public final class FunctionInstance: Sendable {
             timings.initFunction = clock.now - execDone
             timings.coldstart = clock.now - begin
         } catch {
-            runtimeServer?.api.close(.cancelled)
-            await runtimeServer?.stop()
+            await runtimeServer?.shutdown(.cancelled)
             await process.stop()
             rootfs.remove()
             await output.waitForEOF()
@@ -124,8 +123,7 @@ public final class FunctionInstance: Sendable {
             }
         }
         if protocolKind != .runtimeAPI, let server = runtimeServer {
-            server.api.close(.cancelled)
-            await server.stop()
+            await server.shutdown(.cancelled)
             runtimeServer = nil
         }
         if let api = runtimeServer?.api {
@@ -257,22 +255,35 @@ public final class FunctionInstance: Sendable {
         if request.body.count > SCFContract.maxSyncPayloadBytes {
             throw .requestTooLarge(request.body.count, limit: SCFContract.maxSyncPayloadBytes)
         }
+        try await attributing(to: requestID) { () throws(BootstrapError) in
+            do {
+                let socket = try process.connect(port: SCFContract.functionPort)
+                try await HTTPForwarder.stream(
+                    request, over: socket, group: group, extraHeaders: contextHeaders(requestID),
+                    maxBody: maxResponseBytes, onHead: onHead, onBody: onBody)
+            } catch let error as BootstrapError {
+                throw error
+            } catch {
+                // A broken connection is explained by the cgroup when the OOM killer struck.
+                if process.cgroup.oomKilled() { throw .memoryLimitExceeded(memoryMB: config.memoryMB) }
+                if let status = process.exitStatus { throw .invocationFailed("the function \(status)") }
+                throw .invocationFailed("\(error)")
+            }
+        }
+    }
+
+    /// Runs one invocation's work with the function's output attributed to `requestID` (see OutputCollector).
+    private func attributing<T>(to requestID: String, _ body: () async throws(BootstrapError) -> T) async throws(BootstrapError)
+        -> T
+    {
         output.begin(requestID)
         do {
-            let socket = try process.connect(port: SCFContract.functionPort)
-            try await HTTPForwarder.stream(
-                request, over: socket, group: group, extraHeaders: contextHeaders(requestID),
-                maxBody: maxResponseBytes, onHead: onHead, onBody: onBody)
+            let result = try await body()
             await output.end(requestID)
-        } catch let error as BootstrapError {
-            await output.end(requestID)
-            throw error
+            return result
         } catch {
             await output.end(requestID)
-            // A broken connection is explained by the cgroup when the OOM killer struck.
-            if process.cgroup.oomKilled() { throw .memoryLimitExceeded(memoryMB: config.memoryMB) }
-            if let status = process.exitStatus { throw .invocationFailed("the function \(status)") }
-            throw .invocationFailed("\(error)")
+            throw error
         }
     }
 
@@ -339,13 +350,9 @@ public final class FunctionInstance: Sendable {
             let invocation = RuntimeAPI.Invocation(
                 requestID: requestID, event: event, memoryMB: config.memoryMB,
                 timeoutMilliseconds: Int64(timeout.milliseconds))
-            output.begin(requestID)
-            let outcome: RuntimeAPI.Outcome
-            do { outcome = try await bounded(by: timeout) { await api.invoke(invocation) } } catch {
-                await output.end(requestID)
-                throw error
+            let outcome = try await attributing(to: requestID) { () throws(BootstrapError) in
+                try await bounded(by: timeout) { await api.invoke(invocation) }
             }
-            await output.end(requestID)
             switch outcome {
             case .response(let body): return HTTPResponse(status: 200, reason: "OK", headers: [], body: body)
             case .error(let body): throw .functionError(String(decoding: body, as: UTF8.self))
@@ -401,6 +408,6 @@ public final class FunctionInstance: Sendable {
         await process.stop(grace: grace ?? config.stopGrace)
         await runtimeServer?.stop()
         let rootfs = self.rootfs
-        await runBlocking { rootfs.remove() }  // unmount and delete: off the cooperative pool
+        _ = await runBlocking { rootfs.remove() }  // unmount and delete: off the cooperative pool
     }
 }

@@ -52,22 +52,27 @@ final class RuntimeAPI: Sendable {
 
     /// `POST /runtime/init/ready`.
     func initReady() -> Reply {
+        becomeReady() ? .ok() : refuse(400, "init/ready was already reported")
+    }
+
+    /// Marks the instance ready and wakes whoever waits for it; false if it already was.
+    private func becomeReady() -> Bool {
         let waiters = state.withLock { s -> [CheckedContinuation<Bool, Never>]? in
             if s.ready { return nil }
             s.ready = true
             defer { s.readyWaiters = [:] }
             return Array(s.readyWaiters.values)
         }
-        guard let waiters else { return refuse(400, "init/ready was already reported") }
+        guard let waiters else { return false }
         for waiter in waiters { waiter.resume(returning: true) }
-        return .ok()
+        return true
     }
 
     /// `GET /runtime/invocation/next`: the next invocation, waiting for one; refused while another invocation
     /// is unanswered, and once the instance is going away.
     func next() async -> Next {
         // A client that polls without reporting ready is taken as ready (and told so in the log).
-        if !isReady, initReady().status == 200 {
+        if becomeReady() {
             violations("runtime API: GET /runtime/invocation/next before POST /runtime/init/ready; taken as ready")
         }
         let taken: Next = await withCheckedContinuation { continuation in

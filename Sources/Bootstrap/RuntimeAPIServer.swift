@@ -38,6 +38,12 @@ final class RuntimeAPIServer: Sendable {
     func stop() async {
         try? await channel.close()
     }
+
+    /// Closes the API (whatever waits in it ends with `reason`), then stops serving.
+    func shutdown(_ reason: BootstrapError) async {
+        api.close(reason)
+        await stop()
+    }
 }
 
 /// One connection: collects a request (body up to the contract's 6 MB), routes it to the API, writes the reply.
