@@ -103,9 +103,9 @@ struct Bench: AsyncParsableCommand {
             }
         } catch { fail("\(error)") }
         if json {
-            print(try jsonReport(results, throughput: throughput))
+            try printJSON(jsonReport(results, throughput: throughput))
         } else {
-            for (name, value) in HostFacts.current.pairs { print("\(name): \(value)") }
+            printHostFacts()
             print("phase (ms)              min    median       p90       p99       max")
             for samples in results { print(samples.row + "   (n=\(samples.values.count))") }
             if let throughput {
@@ -138,17 +138,14 @@ struct Bench: AsyncParsableCommand {
         bar.finish()
         let faasbox = result.samples[0].median
         if json {
-            var object: [String: Any] = [
-                "host": Dictionary(uniqueKeysWithValues: HostFacts.current.pairs), "image": image, "program": program,
-                "runs": cold,
+            try printJSON([
+                "program": program, "runs": cold,
                 "unavailable": Dictionary(uniqueKeysWithValues: result.unavailable.map { ($0.name, $0.reason) }),
-            ]
-            object["medians"] = Dictionary(uniqueKeysWithValues: result.samples.map { ($0.name, $0.median) })
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
-            print(String(decoding: data, as: UTF8.self))
+                "medians": Dictionary(uniqueKeysWithValues: result.samples.map { ($0.name, $0.median) }),
+            ])
             return
         }
-        for (name, value) in HostFacts.current.pairs { print("\(name): \(value)") }
+        printHostFacts()
         print(
             freshPull
                 ? "\(cold) rounds, interleaved, fresh unpacks of \(image); medians"
@@ -187,13 +184,9 @@ struct Bench: AsyncParsableCommand {
             ("descriptorsPerInstance", report.descriptorsPerInstance),
         ]
         if json {
-            var object = Dictionary(uniqueKeysWithValues: facts)
-            object["host"] = Dictionary(uniqueKeysWithValues: HostFacts.current.pairs)
-            object["image"] = image
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
-            print(String(decoding: data, as: UTF8.self))
+            try printJSON(Dictionary(uniqueKeysWithValues: facts))
         } else {
-            for (name, value) in HostFacts.current.pairs { print("\(name): \(value)") }
+            printHostFacts()
             print("idle instances held: \(report.instances) of \(count)" + (report.stoppedBy.map { " (stopped by \($0))" } ?? ""))
             print(
                 String(
@@ -211,10 +204,22 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    private func jsonReport(_ results: [Samples], throughput: Double?) throws -> String {
+    /// Prints `object` as JSON, with the host's facts and the image added.
+    private func printJSON(_ object: [String: Any]) throws {
+        var object = object
+        object["host"] = Dictionary(uniqueKeysWithValues: HostFacts.current.pairs)
+        object["image"] = image
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    private func printHostFacts() {
+        for (name, value) in HostFacts.current.pairs { print("\(name): \(value)") }
+    }
+
+    private func jsonReport(_ results: [Samples], throughput: Double?) -> [String: Any] {
         var object: [String: Any] = [
-            "host": Dictionary(uniqueKeysWithValues: HostFacts.current.pairs),
-            "image": image, "type": type.rawValue, "concurrency": concurrency, "freshPull": freshPull,
+            "type": type.rawValue, "concurrency": concurrency, "freshPull": freshPull,
             "phases": results.map {
                 [
                     "name": $0.name, "count": $0.values.count, "min": $0.values.min() ?? 0, "median": $0.median,
@@ -223,8 +228,7 @@ struct Bench: AsyncParsableCommand {
             },
         ]
         if let throughput { object["coldStartsPerSecond"] = throughput }
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
-        return String(decoding: data, as: UTF8.self)
+        return object
     }
 }
 
@@ -232,10 +236,15 @@ struct Bench: AsyncParsableCommand {
 struct HostFacts {
     let pairs: [(String, String)]
 
-    static var current: HostFacts {
+    /// The running kernel's release (uname -r).
+    static var kernelRelease: String {
         var uts = utsname()
         uname(&uts)
-        let kernel = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    static var current: HostFacts {
+        let kernel = kernelRelease
         let model =
             FileSystem.readProcFile("/proc/cpuinfo").split(separator: "\n")
             .first { $0.hasPrefix("model name") }?.split(separator: ":", maxSplits: 1).last

@@ -21,14 +21,11 @@ struct Doctor: AsyncParsableCommand {
 
     func run() async throws {
         if isolation { return try await runIsolation() }
-        var uts = utsname()
-        uname(&uts)
-        let release = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let filesystems = FileSystem.readProcFile("/proc/filesystems")
         let userNamespaces =
             (try? String(contentsOfFile: "/proc/sys/user/max_user_namespaces", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
-        line("kernel", release)
+        line("kernel", HostFacts.kernelRelease)
         line("cores", "\(ProcessInfo.processInfo.activeProcessorCount)")
         line("cgroups", "\(Sandbox.prepareHost())")
         line("overlayfs", filesystems.contains("\toverlay\n") ? "yes" : "no")
