@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 let package = Package(
@@ -18,6 +18,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        // The service (`faasbox serve`): HTTP API, SQLite state, Prometheus metrics; and its client.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: []),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
@@ -60,8 +66,12 @@ let package = Package(
         .target(
             name: "Executor",
             dependencies: [
-                "Bootstrap", "ImageRuntime", "Sandbox",
+                "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // scripts/fuzz builds this with libFuzzer; a plain build replays inputs given as files.
@@ -72,6 +82,9 @@ let package = Package(
                 "Executor", "Bootstrap", "ImageRuntime", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .target(
@@ -82,7 +95,9 @@ let package = Package(
         .testTarget(name: "ImageRuntimeTests", dependencies: ["ImageRuntime", "SystemSupport", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "TestSupport"]),
         .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "Sandbox", "TestSupport"]),
-        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "TestSupport"]),
+        .testTarget(
+            name: "ExecutorTests",
+            dependencies: ["Executor", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport"]),

@@ -15,6 +15,8 @@ public struct FunctionConfig: Sendable {
     public var command: [String]?
     public var arguments: [String]?
     public var hostNetwork = false
+    /// Host directories bound into the instances (read-only unless a mount says otherwise).
+    public var mounts: [SandboxSpec.Mount] = []
     /// Run the instances in a user namespace of their own (nil: none; faasbox runs as root).
     public var userNamespace: SandboxSpec.UserNamespace?
     /// The seccomp profile of the instances (nil: none); the default is modelled on Docker's.

@@ -175,6 +175,7 @@ public final class FunctionInstance: Sendable {
         spec.network = config.hostNetwork ? .host : .isolated
         spec.seccomp = config.seccompProfile
         spec.userNamespace = config.userNamespace
+        spec.mounts = config.mounts
         if let user = try ImageUser.resolve(runtime?.user ?? "", rootfs: rootfs.path) { spec.user = user }
         return spec
     }

@@ -21,6 +21,12 @@ public enum SCFContract {
     public static let bootstrapName = "scf_bootstrap"
     public static let bootstrapDirectories = ["/var/user", "/"]
 
+    /// Async invocations (§5): how long an event is kept, how many a function's queue holds, how many times a
+    /// failed event is tried again (the retry policy's details are unconfirmed).
+    public static let asyncRetention: Duration = .seconds(6 * 3600)
+    public static let asyncQueueLimit = 100_000
+    public static let asyncMaxRetries = 2
+
     /// Local stand-ins for the cloud account values SCF passes.
     public static let localRegion = "ap-local"
     public static let localAppID = "1250000000"

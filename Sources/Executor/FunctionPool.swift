@@ -20,6 +20,9 @@ public actor FunctionPool {
     private var idle: [Idle] = []
     /// Instances started in advance: kept warm, never reclaimed for idleness.
     private var provisioned = Set<String>()
+    private var provisionedTarget = 0
+    /// Instances running an invocation now, by id.
+    private var busy: [String: FunctionInstance] = [:]
     private var inFlight = 0
     private var draining = false
 
@@ -34,102 +37,203 @@ public actor FunctionPool {
     /// One invocation's outcome, with what the executor logs and reports about it.
     public struct Outcome: Sendable {
         public let requestID: String
-        public let response: HTTPResponse
-        /// The cold start's phases when this invocation started the instance; nil when it reused a warm one.
+        /// The instance that took the invocation; nil when none did (refused, or it could not start).
+        public let instanceID: String?
+        /// The function's answer, or why there is none.
+        public let result: Result<HTTPResponse, BootstrapError>
+        /// The cold start's phases when this invocation started the instance; nil when it reused a warm one
+        /// (or when no instance started).
         public let coldStart: PhaseTimings?
         public let duration: Duration
         public let maxMemoryUsedBytes: Int64?
         /// The instance's output lines of this invocation (and, on a cold start, its init output before them).
         public let logLines: [String]
-    }
 
-    /// Invokes the function once: on an idle instance if there is one, else on a new one.
-    public func invoke(_ invocation: OneShotRun.Invocation, requestID: String) async throws(BootstrapError) -> Outcome {
-        if draining { throw .cancelled }
-        guard inFlight < concurrency else { throw .concurrencyLimitExceeded(limit: concurrency) }
-        inFlight += 1
-        defer { inFlight -= 1 }
-        if config.kind == .job { return try await runJob(invocation, requestID: requestID) }
-        let (instance, cold) = try await takeInstance()
-        let clock = ContinuousClock()
-        let begin = clock.now
-        do {
-            let response = try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout)
-            let duration = clock.now - begin
-            let outcome = Outcome(
-                requestID: requestID, response: response, coldStart: cold ? instance.timings : nil, duration: duration,
-                maxMemoryUsedBytes: instance.maxMemoryUsed,
-                logLines: instance.output.lines(for: requestID, includingInit: cold).map(\.text))
-            await giveBack(instance)
-            return outcome
-        } catch {
-            // A function error (430) leaves the instance as it was; anything else may have ended it.
-            if case .functionError = error { await giveBack(instance) } else { await instance.stop() }
-            throw error
+        /// The response, or the error the invocation failed with.
+        public var response: HTTPResponse {
+            get throws(BootstrapError) { try result.get() }
+        }
+
+        static func refused(_ requestID: String, _ error: BootstrapError) -> Outcome {
+            Outcome(
+                requestID: requestID, instanceID: nil, result: .failure(error), coldStart: nil, duration: .zero,
+                maxMemoryUsedBytes: nil,
+                logLines: error.output.map { $0.split(separator: "\n").map(String.init) } ?? [])
         }
     }
 
-    /// A job is its own instance: started with the event, run to exit, released.
-    private func runJob(_ invocation: OneShotRun.Invocation, requestID: String) async throws(BootstrapError) -> Outcome {
-        guard case .event(let event) = invocation else { throw .invalidRequest("a job function takes an event") }
-        let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: event)
+    /// Invokes the function once and throws its error, if any (see `run`).
+    public func invoke(_ invocation: OneShotRun.Invocation, requestID: String) async throws(BootstrapError) -> Outcome {
+        let outcome = await run(invocation, requestID: requestID)
+        _ = try outcome.response
+        return outcome
+    }
+
+    /// Invokes the function once: on an idle instance if there is one, else on a new one. With `sink`, a web
+    /// function's response goes there as it arrives (the outcome's response then has no body). Over the
+    /// concurrency limit the outcome is a 432 at once.
+    /// `reserved`: the caller holds a slot from `reserve` for this invocation (the async dispatcher does).
+    public func run(
+        _ invocation: OneShotRun.Invocation, requestID: String, sink: OneShotRun.Sink? = nil, reserved: Bool = false
+    ) async -> Outcome {
+        if !reserved {
+            if draining { return .refused(requestID, .cancelled) }
+            guard inFlight < concurrency else { return .refused(requestID, .concurrencyLimitExceeded(limit: concurrency)) }
+            inFlight += 1
+        }
+        defer { inFlight -= 1 }
+        if draining { return .refused(requestID, .cancelled) }
+        if config.kind == .job { return await runJob(invocation, requestID: requestID) }
+        let instance: FunctionInstance
+        let cold: Bool
+        do { (instance, cold) = try await takeInstance() } catch { return .refused(requestID, error) }
+        busy[instance.id] = instance
+        defer { busy[instance.id] = nil }
         let begin = ContinuousClock.now
-        let response: HTTPResponse
+        let result: Result<HTTPResponse, BootstrapError>
         do {
-            response = try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout)
+            result = .success(
+                try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout, sink: sink))
         } catch {
-            await instance.stop()
-            throw error
+            result = .failure(error)
+        }
+        let duration = ContinuousClock.now - begin
+        let outcome = Outcome(
+            requestID: requestID, instanceID: instance.id, result: result, coldStart: cold ? instance.timings : nil,
+            duration: duration,
+            maxMemoryUsedBytes: instance.maxMemoryUsed,
+            logLines: instance.output.lines(for: requestID, includingInit: cold).map(\.text))
+        // A function error (430) leaves the instance as it was; any other failure may have ended it.
+        switch result {
+        case .success, .failure(.functionError): await giveBack(instance)
+        case .failure: await stopInstance(instance)
+        }
+        return outcome
+    }
+
+    /// Takes up to `count` of the free slots for invocations to come (each then passed to `run` with
+    /// `reserved: true`, or given back with `release`); returns how many it took.
+    public func reserve(_ count: Int) -> Int {
+        let granted = draining ? 0 : max(0, min(count, concurrency - inFlight))
+        inFlight += granted
+        return granted
+    }
+
+    public func release(_ count: Int) { inFlight -= count }
+
+    /// A job is its own instance: started with the event, run to exit, released.
+    private func runJob(_ invocation: OneShotRun.Invocation, requestID: String) async -> Outcome {
+        guard case .event(let event) = invocation else {
+            return .refused(requestID, .invalidRequest("a job function takes an event"))
+        }
+        let instance: FunctionInstance
+        do {
+            instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: event)
+        } catch { return .refused(requestID, error) }
+        busy[instance.id] = instance
+        defer { busy[instance.id] = nil }
+        let begin = ContinuousClock.now
+        let result: Result<HTTPResponse, BootstrapError>
+        do {
+            result = .success(try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout))
+        } catch {
+            result = .failure(error)
         }
         let duration = ContinuousClock.now - begin
         let peak = instance.maxMemoryUsed
         await instance.stop()
+        await instance.output.waitForEOF()
         return Outcome(
-            requestID: requestID, response: response,
-            coldStart: instance.timings, duration: duration, maxMemoryUsedBytes: peak,
+            requestID: requestID, instanceID: instance.id, result: result, coldStart: instance.timings, duration: duration,
+            maxMemoryUsedBytes: peak,
             logLines: instance.output.snapshot.map(\.text))
     }
 
-    /// Starts `count` instances in advance (provisioned concurrency) and keeps them warm; returns their
-    /// `Provisioned Report` lines. Stops at the first that fails to start, throwing its error.
+    /// Starts `count` instances in advance (provisioned concurrency) and keeps them warm, replacing any that
+    /// dies (`maintain`); returns their `Provisioned Report` lines. Stops at the first that fails to start,
+    /// throwing its error.
     public func provision(_ count: Int) async throws(BootstrapError) -> [String] {
+        provisionedTarget += count
         var reports: [String] = []
-        for _ in 0..<count {
-            let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
-            provisioned.insert(instance.id)
-            idle.append(Idle(instance: instance, since: .now))
-            reports.append(LogFormat.provisionedReport(instance.id, instance.timings))
-        }
+        for _ in 0..<count { reports.append(try await startProvisioned()) }
         return reports
+    }
+
+    private func startProvisioned() async throws(BootstrapError) -> String {
+        let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
+        if draining {
+            await instance.stop()
+            throw .cancelled
+        }
+        provisioned.insert(instance.id)
+        idle.append(Idle(instance: instance, since: .now))
+        return LogFormat.provisionedReport(instance.id, instance.timings)
     }
 
     /// Stops the instances idle for longer than `idleTimeout` (not the provisioned ones); returns how many.
     @discardableResult
     public func reclaimIdle(now: ContinuousClock.Instant = .now) async -> Int {
-        let isExpired = { (entry: Idle) in now - entry.since >= self.idleTimeout && !self.provisioned.contains(entry.instance.id)
+        let isExpired = { (entry: Idle) in
+            now - entry.since >= self.idleTimeout && !self.provisioned.contains(entry.instance.id)
         }
         let expired = idle.filter(isExpired)
         idle.removeAll(where: isExpired)
-        for entry in expired { await entry.instance.stop() }
+        for entry in expired { await stopInstance(entry.instance) }
         return expired.count
     }
 
-    /// Stops every idle instance and refuses new invocations (those in flight finish).
-    public func drain() async {
+    /// Periodic upkeep: reclaims idle instances, drops idle ones that died, and starts provisioned ones to
+    /// replace those that are gone; returns the `Provisioned Report` lines of the new ones.
+    public func maintain() async -> [String] {
+        await reclaimIdle()
+        let dead = idle.filter { $0.instance.process.exitStatus != nil }
+        idle.removeAll { $0.instance.process.exitStatus != nil }
+        for entry in dead { await stopInstance(entry.instance) }
+        var reports: [String] = []
+        while !draining && provisioned.count < provisionedTarget {
+            do { reports.append(try await startProvisioned()) } catch { break }
+        }
+        return reports
+    }
+
+    /// Stops every idle instance and refuses new invocations; waits up to `grace` for those in flight to
+    /// finish, then stops their instances too.
+    public func drain(grace: Duration = .zero) async {
         draining = true
         let all = idle
         idle = []
-        provisioned = []
-        for entry in all { await entry.instance.stop() }
+        for entry in all { await stopInstance(entry.instance) }
+        let deadline = ContinuousClock.now + grace
+        while inFlight > 0 && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        for instance in busy.values { await instance.stop(grace: .zero) }
     }
 
     public var idleCount: Int { idle.count }
     public var busyCount: Int { inFlight }
 
+    /// One instance as `faasbox ps` shows it.
+    public struct InstanceInfo: Sendable, Codable {
+        public let id: String
+        public let state: String
+        public let pid: Int32
+        public let provisioned: Bool
+        public let memoryBytes: Int64?
+    }
+
+    /// The live instances: idle ones, then busy ones.
+    public var instances: [InstanceInfo] {
+        let info = { (instance: FunctionInstance, state: String) in
+            InstanceInfo(
+                id: instance.id, state: state, pid: instance.process.pid,
+                provisioned: self.provisioned.contains(instance.id), memoryBytes: instance.process.cgroup.memoryCurrent())
+        }
+        return idle.map { info($0.instance, "idle") } + busy.values.sorted { $0.id < $1.id }.map { info($0, "busy") }
+    }
+
     private func takeInstance() async throws(BootstrapError) -> (FunctionInstance, cold: Bool) {
         while let entry = idle.popLast() {
             if entry.instance.process.exitStatus == nil { return (entry.instance, false) }
-            await entry.instance.stop()  // died while idle
+            await stopInstance(entry.instance)  // died while idle
         }
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
         return (instance, true)
@@ -137,9 +241,14 @@ public actor FunctionPool {
 
     private func giveBack(_ instance: FunctionInstance) async {
         if draining || instance.process.exitStatus != nil {
-            await instance.stop()
+            await stopInstance(instance)
         } else {
             idle.append(Idle(instance: instance, since: .now))
         }
+    }
+
+    private func stopInstance(_ instance: FunctionInstance) async {
+        provisioned.remove(instance.id)
+        await instance.stop()
     }
 }

@@ -71,18 +71,7 @@ public struct OneShotRun: Sendable {
         let begin = clock.now
         let response: HTTPResponse
         do {
-            if case .http(let request) = invocation, let sink, instance.protocolKind != .job {
-                let head = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
-                try await instance.invokeStreaming(
-                    request, requestID: requestID, timeout: config.timeout,
-                    onHead: { h in
-                        head.withLock { $0 = h }
-                        try await sink.head(h)
-                    }, onBody: sink.body)
-                response = head.withLock { $0 }
-            } else {
-                response = try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout)
-            }
+            response = try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout, sink: sink)
         } catch {
             let duration = clock.now - begin
             let peak = instance.maxMemoryUsed
@@ -118,14 +107,23 @@ public struct OneShotRun: Sendable {
 extension OneShotRun.Invocation {
     /// Delivers the invocation to `instance` the way its protocol takes it. A job's invocation is its run to
     /// exit: an empty 200 when it exited 0 (its output is in the log).
-    func deliver(to instance: FunctionInstance, requestID: String, timeout: Duration) async throws(BootstrapError)
-        -> HTTPResponse
+    func deliver(to instance: FunctionInstance, requestID: String, timeout: Duration, sink: OneShotRun.Sink? = nil)
+        async throws(BootstrapError) -> HTTPResponse
     {
         switch (self, instance.protocolKind) {
         case (_, .job):
             _ = try await instance.waitForJob(timeout: timeout)
             return HTTPResponse(status: 200, reason: "OK", headers: [], body: [])
-        case (.http(let request), _): return try await instance.invoke(request, requestID: requestID, timeout: timeout)
+        case (.http(let request), _):
+            guard let sink else { return try await instance.invoke(request, requestID: requestID, timeout: timeout) }
+            let head = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
+            try await instance.invokeStreaming(
+                request, requestID: requestID, timeout: timeout,
+                onHead: { h in
+                    head.withLock { $0 = h }
+                    try await sink.head(h)
+                }, onBody: sink.body)
+            return head.withLock { $0 }
         case (.event(let event), _): return try await instance.invokeEvent(event, requestID: requestID, timeout: timeout)
         }
     }

@@ -94,6 +94,16 @@ extension ImageStore {
     /// The directory an instance's rootfs lives in.
     public func instanceDirectory(_ id: String) -> String { "\(root)/instances/\(id)" }
 
+    /// The instances whose directories exist under the store: after a crash, those a dead faasbox left.
+    public func instanceIDs() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/instances")) ?? []).sorted()
+    }
+
+    /// Unmounts and deletes the rootfs of instance `id` (one left by a faasbox that died); nil when done.
+    public func removeInstance(_ id: String) -> SystemCallError? {
+        InstanceRootfs(directory: instanceDirectory(id)).remove()
+    }
+
     /// Composes the rootfs of a new instance of `image`.
     public func composeRootfs(_ image: PulledImage, instanceID: String) throws(ImageError) -> InstanceRootfs {
         try InstanceRootfs.compose(image, in: instanceDirectory(instanceID))

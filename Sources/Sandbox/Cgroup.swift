@@ -58,6 +58,20 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The cgroup of instance `id` if it still exists: one left by a faasbox that died without tearing its
+    /// instances down. The caller kills its processes (`killAll`) and removes it.
+    public func leftoverInstance(_ id: String) -> InstanceCgroup? {
+        switch self {
+        case .v2(let base, _):
+            let dir = "\(base)/\(id)"
+            return FileManager.default.fileExists(atPath: dir) ? CgroupV2(dir: dir) : nil
+        case .v1(let bases):
+            let dirs = bases.mapValues { "\($0)/\(id)" }.filter { FileManager.default.fileExists(atPath: $0.value) }
+            return dirs.isEmpty ? nil : CgroupV1(dirs: dirs)
+        case .unavailable: return nil
+        }
+    }
+
     static func detect() -> CgroupHost {
         let selfText = FileSystem.readProcFile("/proc/self/cgroup")
         let mountText = FileSystem.readProcFile("/proc/self/mountinfo")

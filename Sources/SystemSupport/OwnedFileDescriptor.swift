@@ -13,6 +13,7 @@ public final class OwnedFileDescriptor: Sendable {
     private let closed = AtomicFlag()
 
     public init(_ fd: FileDescriptor) { self.fd = fd }
+    public convenience init(rawValue: CInt) { self.init(FileDescriptor(rawValue: rawValue)) }
 
     public var rawValue: CInt { fd.rawValue }
 

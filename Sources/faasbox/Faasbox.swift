@@ -5,6 +5,9 @@ struct Faasbox: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "faasbox",
         abstract: "Run serverless functions delivered as OCI container images, fast and isolated.",
-        subcommands: [Run.self, Pull.self, Images.self, Rmi.self, GC.self, Bench.self, Doctor.self, SeccompProfileCommand.self]
+        subcommands: [
+            Run.self, Pull.self, Images.self, Rmi.self, GC.self, Serve.self, Deploy.self, Invoke.self, ResultCommand.self,
+            Logs.self, PS.self, Functions.self, Remove.self, Bench.self, Doctor.self, SeccompProfileCommand.self,
+        ]
     )
 }

@@ -1,0 +1,383 @@
+import Bootstrap
+import Foundation
+import ImageRuntime
+import Logging
+import Synchronization
+import SystemSupport
+
+/// What `faasbox serve` does, without HTTP: the deployed functions and their pools, sync invocation, the
+/// durable async queue and its dispatcher, the invocation logs, the metrics, and upkeep (idle reclaim,
+/// provisioned instances, retention). The HTTP API (`ServiceAPI`) is a thin layer over it.
+public final class FunctionService: Sendable {
+    public struct Options: Sendable {
+        public var policy = AsyncPolicy()
+        /// How long in-flight invocations may run on after a graceful shutdown begins.
+        public var shutdownGrace: Duration = .seconds(10)
+        /// How often idle instances are reclaimed and provisioned ones replaced.
+        public var maintenanceInterval: Duration = .seconds(1)
+        public init() {}
+    }
+
+    struct Deployment: Sendable {
+        let spec: FunctionSpec
+        let validated: FunctionSpec.Validated
+        let pool: FunctionPool
+        let deployedAt: Date
+    }
+
+    public let store: ImageStore
+    let db: StateDatabase
+    let queue: EventQueue
+    let metrics = ServiceMetrics()
+    let logs: LogStore
+    let options: Options
+    let logger: Logger
+    private let deployments = Mutex<[String: Deployment]>([:])
+    private let doorbell = Doorbell()
+    private let stopping = AtomicFlag()
+    private let drained = AtomicFlag()
+
+    init(store: ImageStore, db: StateDatabase, queue: EventQueue, options: Options, logger: Logger) {
+        self.store = store
+        self.db = db
+        self.queue = queue
+        self.options = options
+        self.logger = logger
+        logs = LogStore(db: db)
+    }
+
+    /// Opens the service on `store`'s state dir: the database, events a dead faasbox left running put back
+    /// in the queue, and the saved functions deployed again (their provisioned instances started).
+    public static func open(store: ImageStore, options: Options = Options(), logger: Logger) async throws(ServiceError)
+        -> FunctionService
+    {
+        let db = try StateDatabase(path: "\(store.root)/faasbox.sqlite")
+        let queue = try await EventQueue(db: db, policy: options.policy)
+        let service = FunctionService(store: store, db: db, queue: queue, options: options, logger: logger)
+        let recovered = try await queue.recover()
+        if recovered > 0 { logger.notice("\(recovered) async events were running when faasbox stopped; queued again") }
+        for (name, spec) in try await db.functions() {
+            do { _ = try await service.deploy(name, spec, save: false) } catch {
+                logger.error("could not deploy \(name) again: \(error)", metadata: ["function": "\(name)"])
+            }
+        }
+        return service
+    }
+
+    // MARK: functions
+
+    /// The result of a deploy: the function as it now is, and its provisioned instances' reports.
+    public struct Deployed: Codable, Sendable {
+        public let name: String
+        public let spec: FunctionSpec
+        public let provisionedReports: [String]
+    }
+
+    /// Deploys `name` (or replaces it: the old instances are drained and stopped, the queue kept). The image is
+    /// pulled and verified first, and provisioned instances started, so a bad image or a function that cannot
+    /// start is refused before anything changes.
+    public func deploy(_ name: String, _ spec: FunctionSpec, save: Bool = true) async throws(ServiceError) -> Deployed {
+        let validated: FunctionSpec.Validated
+        do { validated = try spec.validated(name: name) } catch { throw .invalidSpec(error) }
+        do { _ = try await store.pull(validated.image) } catch {
+            throw .invalidSpec(FunctionSpec.Invalid(field: "image", reason: error.description))
+        }
+        let pool = FunctionPool(
+            image: validated.image, store: store, config: validated.config, concurrency: validated.concurrency,
+            idleTimeout: validated.idleTimeout)
+        var reports: [String] = []
+        do { reports = try await pool.provision(validated.provisioned) } catch {
+            await pool.drain()
+            throw .invocation(error)
+        }
+        if save { try await db.saveFunction(name, spec) }
+        let deployment = Deployment(spec: spec, validated: validated, pool: pool, deployedAt: Date())
+        let old = deployments.withLock { $0.updateValue(deployment, forKey: name) }
+        await logProvisioned(name, reports)
+        if let old { Task { await old.pool.drain(grace: old.validated.config.timeout) } }
+        doorbell.ring()
+        logger.info("deployed \(name)", metadata: ["function": "\(name)", "image": "\(validated.image)"])
+        return Deployed(name: name, spec: spec, provisionedReports: reports)
+    }
+
+    /// Deletes `name`: its instances are drained and stopped, its queued events go to the dead letters.
+    public func remove(_ name: String) async throws(ServiceError) {
+        guard let old = deployments.withLock({ $0.removeValue(forKey: name) }) else { throw .noSuchFunction(name) }
+        try await db.deleteFunction(name)
+        try await queue.abandon(function: name)
+        await old.pool.drain(grace: old.validated.config.timeout)
+    }
+
+    func deployment(_ name: String) throws(ServiceError) -> Deployment {
+        guard let d = deployments.withLock({ $0[name] }) else { throw .noSuchFunction(name) }
+        return d
+    }
+
+    /// One function as `GET /functions/{name}` shows it.
+    public struct FunctionInfo: Codable, Sendable {
+        public let name: String
+        public let spec: FunctionSpec
+        public let deployedAt: Date
+        public let instances: [FunctionPool.InstanceInfo]
+        /// Async events by state: queued, running, succeeded, dead.
+        public let events: [String: Int]
+    }
+
+    public func info(_ name: String) async throws(ServiceError) -> FunctionInfo {
+        let d = try deployment(name)
+        return FunctionInfo(
+            name: name, spec: d.spec, deployedAt: d.deployedAt, instances: await d.pool.instances,
+            events: try await queue.counts(function: name))
+    }
+
+    public var functionNames: [String] { deployments.withLock { $0.keys.sorted() } }
+
+    /// Every live instance, by function.
+    public func instances() async -> [String: [FunctionPool.InstanceInfo]] {
+        var out: [String: [FunctionPool.InstanceInfo]] = [:]
+        for name in functionNames {
+            if let d = try? deployment(name) { out[name] = await d.pool.instances }
+        }
+        return out
+    }
+
+    // MARK: invocations
+
+    static func newRequestID() -> String { UUID().uuidString.lowercased() }
+
+    /// Invokes an event or job function and waits for its result (the contract's shape; `Log` when `tail`).
+    public func invoke(_ name: String, event: [UInt8], tail: Bool) async throws(ServiceError) -> InvokeResult {
+        if stopping.isSet { throw .shuttingDown }
+        let d = try deployment(name)
+        try Self.checkEvent(event, kind: d.validated.config.kind, name: name, limit: SCFContract.maxSyncPayloadBytes)
+        let outcome = await d.pool.run(.event(event), requestID: Self.newRequestID())
+        let log = await finish(name, d, outcome)
+        return InvokeResult(outcome, log: tail ? log : nil)
+    }
+
+    /// Forwards a web function's request; the response goes to `sink` as it arrives. Returns the outcome (its
+    /// result is the failure when the function could not answer).
+    public func invokeWeb(_ name: String, request: HTTPRequest, sink: OneShotRun.Sink) async throws(ServiceError)
+        -> FunctionPool.Outcome
+    {
+        if stopping.isSet { throw .shuttingDown }
+        let d = try deployment(name)
+        guard d.validated.config.kind == .web else {
+            throw .invalidRequest(
+                "\(name) is an \(d.validated.config.kind) function: invoke it with POST /functions/\(name)/invocations")
+        }
+        if request.body.count > SCFContract.maxSyncPayloadBytes {
+            throw .invocation(.requestTooLarge(request.body.count, limit: SCFContract.maxSyncPayloadBytes))
+        }
+        let outcome = await d.pool.run(.http(request), requestID: Self.newRequestID(), sink: sink)
+        _ = await finish(name, d, outcome)
+        return outcome
+    }
+
+    /// Queues an event for an async invocation; returns its request id once the event is stored.
+    public func enqueue(_ name: String, event: [UInt8]) async throws(ServiceError) -> String {
+        if stopping.isSet { throw .shuttingDown }
+        let d = try deployment(name)
+        try Self.checkEvent(event, kind: d.validated.config.kind, name: name, limit: SCFContract.maxAsyncPayloadBytes)
+        let requestID = Self.newRequestID()
+        try await queue.enqueue(function: name, requestID: requestID, payload: event)
+        doorbell.ring()
+        return requestID
+    }
+
+    static func checkEvent(_ event: [UInt8], kind: FunctionConfig.Kind, name: String, limit: Int) throws(ServiceError) {
+        if kind == .web {
+            throw .invalidRequest("\(name) is a web function: call it through /web/\(name)/")
+        }
+        if event.count > limit { throw .invocation(.requestTooLarge(event.count, limit: limit)) }
+        do {
+            if kind == .job { try FunctionInstance.validateJobEvent(event) } else { try FunctionInstance.validateEvent(event) }
+        } catch { throw .invocation(error) }
+    }
+
+    /// An async event's state, tries and result.
+    public func status(_ name: String, requestID: String) async throws(ServiceError) -> EventQueue.Status {
+        guard let status = try await queue.status(requestID), status.function == name else { throw .noSuchRequest(requestID) }
+        return status
+    }
+
+    /// Logs an invocation (START, output, END, REPORT, and the Init Report on a cold start), counts it in the
+    /// metrics; returns the log text.
+    func finish(_ name: String, _ d: Deployment, _ outcome: FunctionPool.Outcome) async -> String {
+        let result = InvokeResult(outcome, log: nil)
+        metrics.record(function: name, outcome: outcome, invokeResult: result.invokeResult)
+        var lines = [LogFormat.start(outcome.requestID)] + outcome.logLines
+        if case .failure(let error) = outcome.result { lines.append("Invoke failed (\(error.code.rawValue)): \(error)") }
+        lines.append(LogFormat.end(outcome.requestID))
+        lines.append(
+            LogFormat.report(
+                outcome.requestID, duration: outcome.duration, memorySizeMB: d.validated.config.memoryMB,
+                maxMemoryUsedBytes: outcome.maxMemoryUsedBytes))
+        if let cold = outcome.coldStart { lines.append(LogFormat.initReport(outcome.requestID, cold)) }
+        let text = lines.joined(separator: "\n")
+        await logs.append(LogEntry(requestID: outcome.requestID, function: name, at: StateDatabase.now(), text: text))
+        doorbell.ring()
+        return text
+    }
+
+    private func logProvisioned(_ name: String, _ reports: [String]) async {
+        for report in reports {
+            logger.info("\(report)", metadata: ["function": "\(name)"])
+            let id = report.split(separator: " ").dropFirst(3).first.map(String.init) ?? "provisioned"
+            await logs.append(LogEntry(requestID: id, function: name, at: StateDatabase.now(), text: report))
+        }
+    }
+
+    /// The stored logs of `name`: one invocation's (every try of it), or the latest `limit`.
+    public func logs(_ name: String, requestID: String?, limit: Int = 100) async throws(ServiceError) -> [LogEntry] {
+        _ = try deployment(name)
+        await logs.flush()
+        return try await db.logs(function: name, requestID: requestID, limit: limit)
+    }
+
+    /// The Prometheus text of the metrics, with the gauges read now.
+    public func metricsText() async -> String {
+        var instances: [String: [String: Int]] = [:]
+        for (name, list) in await self.instances() {
+            instances[name] = Dictionary(grouping: list, by: \.state).mapValues(\.count)
+        }
+        metrics.setGauges(instances: instances, queueDepth: await queue.depthByFunction)
+        return metrics.text
+    }
+
+    // MARK: the dispatcher and upkeep
+
+    /// Runs queued events as the functions' concurrency allows, until `shutdown` begins.
+    public func runDispatcher() async {
+        await withDiscardingTaskGroup { group in
+            while !stopping.isSet {
+                var started = 0
+                for name in await queue.busyFunctions {
+                    guard let d = try? deployment(name) else { continue }
+                    let slots = await d.pool.reserve(Int.max)
+                    let events = (try? await queue.claim(function: name, limit: slots)) ?? []
+                    if events.count < slots { await d.pool.release(slots - events.count) }
+                    for event in events {
+                        group.addTask { await self.run(event, on: d) }
+                    }
+                    started += events.count
+                }
+                if started == 0 { await doorbell.wait(upTo: .milliseconds(100)) }
+            }
+        }
+    }
+
+    private func run(_ event: QueuedEvent, on d: Deployment) async {
+        let outcome = await d.pool.run(.event(event.payload), requestID: event.requestID, reserved: true)
+        _ = await finish(event.function, d, outcome)
+        let result = InvokeResult(outcome, log: nil)
+        // An invocation cut short by a shutdown is left running: the next start queues it again.
+        if stopping.isSet && !result.succeeded { return }
+        do {
+            try await queue.finish(event, result: result)
+        } catch {
+            logger.error(
+                "could not record the result of \(event.requestID): \(error)", metadata: ["function": "\(event.function)"])
+        }
+        doorbell.ring()
+    }
+
+    /// Every `maintenanceInterval`: reclaims idle instances, replaces provisioned ones that died, flushes logs;
+    /// every minute, expires old events and prunes old records. Until `shutdown` begins.
+    public func runMaintenance() async {
+        var lastPrune = ContinuousClock.now
+        while !stopping.isSet {
+            try? await Task.sleep(for: options.maintenanceInterval)
+            for name in functionNames {
+                guard let d = try? deployment(name) else { continue }
+                await logProvisioned(name, await d.pool.maintain())
+            }
+            await logs.flush()
+            if ContinuousClock.now - lastPrune > .seconds(60) {
+                lastPrune = .now
+                do {
+                    let expired = try await queue.expire()
+                    if expired > 0 { logger.notice("\(expired) async events expired to the dead letters") }
+                    try await db.prune(olderThan: options.policy.retention)
+                } catch { logger.error("upkeep: \(error)") }
+            }
+        }
+    }
+
+    /// Refuses new invocations from now on and stops the dispatcher and upkeep loops; `shutdown` finishes.
+    public func beginShutdown() {
+        _ = stopping.setOnce()
+        doorbell.ring()
+    }
+
+    /// Graceful shutdown: refuses new invocations, gives those in flight `shutdownGrace` to finish, stops
+    /// every instance and writes the logs out.
+    public func shutdown() async {
+        beginShutdown()
+        guard drained.setOnce() else { return }
+        logger.notice("shutting down: in-flight invocations have \(options.shutdownGrace) to finish")
+        let all = deployments.withLock { $0.values.map(\.pool) }
+        await withTaskGroup(of: Void.self) { group in
+            for pool in all { group.addTask { await pool.drain(grace: self.options.shutdownGrace) } }
+        }
+        await logs.flush()
+        logger.notice("every instance stopped")
+    }
+}
+
+/// Wakes the dispatcher when there may be work: an event queued, an invocation finished.
+final class Doorbell: Sendable {
+    private let state = Mutex<(rung: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func ring() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            s.rung = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns at the next ring (or at once if it rang since the last wait), or after `timeout`.
+    func wait(upTo timeout: Duration) async {
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.ring()
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.rung {
+                    s.rung = false
+                    return true
+                }
+                s.waiter = c
+                return false
+            }
+            if now { c.resume() }
+        }
+        timer.cancel()
+    }
+}
+
+/// Invocation logs on their way to the database: appended in memory, written in batches.
+actor LogStore {
+    let db: StateDatabase
+    private var pending: [LogEntry] = []
+
+    init(db: StateDatabase) { self.db = db }
+
+    func append(_ entry: LogEntry) async {
+        pending.append(entry)
+        if pending.count >= 256 { await flush() }
+    }
+
+    func flush() async {
+        guard !pending.isEmpty else { return }
+        let batch = pending
+        pending = []
+        do { try await db.saveLogs(batch) } catch { pending = batch + pending }
+    }
+}

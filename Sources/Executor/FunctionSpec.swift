@@ -1,0 +1,168 @@
+import Bootstrap
+import Foundation
+import Sandbox
+
+/// A deployed function's configuration as the API takes it (`PUT /functions/{name}`, `faasbox deploy`) and
+/// the state database keeps it. Field names follow the DESIGN's API; `validated(name:)` checks every field
+/// against the contract's limits and names the field it refuses.
+public struct FunctionSpec: Codable, Sendable, Equatable {
+    /// The OCI archive (a path on the server's host) the function's instances run.
+    public var image: String
+    public var type: String?
+    public var memorySize: Int?
+    /// Seconds.
+    public var timeout: Int?
+    /// Seconds until the function must be ready.
+    public var initTimeout: Int?
+    /// How many invocations may run at once (one per instance).
+    public var concurrency: Int?
+    /// Instances started at deploy and kept warm.
+    public var provisioned: Int?
+    /// Seconds an idle instance is kept before it is stopped.
+    public var idleTimeout: Int?
+    public var env: [String: String]?
+    public var command: [String]?
+    public var args: [String]?
+    /// "isolated" (default: a network namespace with only loopback) or "host".
+    public var network: String?
+    /// Host directories made visible inside the instances (SCF's file-system mounts).
+    public var mounts: [MountSpec]?
+
+    public struct MountSpec: Codable, Sendable, Equatable {
+        public var source: String
+        public var target: String
+        public var readOnly: Bool?
+        public init(source: String, target: String, readOnly: Bool? = nil) {
+            self.source = source
+            self.target = target
+            self.readOnly = readOnly
+        }
+    }
+
+    public init(image: String, type: String? = nil) {
+        self.image = image
+        self.type = type
+    }
+
+    /// The defaults and bounds of the fields (contract §5, §7); in one place.
+    public enum Limits {
+        public static let timeoutSeconds = 1...900
+        public static let initTimeoutSeconds = 1...300
+        public static let concurrency = 1...1000
+        public static let defaultConcurrency = 10
+        public static let idleTimeoutSeconds = 1...86_400
+        public static let defaultIdleTimeoutSeconds = 300
+        /// Environment variables, all names and values together (contract §7, unconfirmed).
+        public static let environmentBytes = 4096
+        public static let memoryStepMB = 64
+    }
+
+    /// A field the spec refuses, and why.
+    public struct Invalid: Error, Sendable, CustomStringConvertible {
+        public let field: String
+        public let reason: String
+        public var description: String { "\(field): \(reason)" }
+    }
+
+    /// The spec as the pool runs it, or the first field that is out of bounds.
+    public func validated(name: String) throws(Invalid) -> Validated {
+        try Self.checkName(name)
+        var config = FunctionConfig(name: name)
+        config.kind = try Self.field("type", type ?? "web") { FunctionConfig.Kind(rawValue: $0) }
+        config.memoryMB = try Self.memory(memorySize ?? SCFContract.defaultMemoryMB)
+        let defaultTimeout = Int(SCFContract.defaultTimeout.components.seconds)
+        config.timeout = .seconds(try Self.bounded("timeout", timeout ?? defaultTimeout, Limits.timeoutSeconds))
+        let defaultInit = Int(SCFContract.defaultInitTimeout.components.seconds)
+        config.initTimeout = .seconds(try Self.bounded("initTimeout", initTimeout ?? defaultInit, Limits.initTimeoutSeconds))
+        config.environment = try Self.environment(env ?? [:])
+        config.command = try Self.nonEmpty("command", command)
+        config.arguments = args
+        config.hostNetwork = try Self.field("network", network ?? "isolated") { ["isolated": false, "host": true][$0] }
+        config.mounts = try (mounts ?? []).map(Self.mount)
+        let limit = try Self.bounded("concurrency", concurrency ?? Limits.defaultConcurrency, Limits.concurrency)
+        let provisioned = try Self.bounded("provisioned", provisioned ?? 0, 0...limit)
+        if config.kind == .job && provisioned > 0 {
+            throw Invalid(field: "provisioned", reason: "a job function runs one instance per event; it cannot be provisioned")
+        }
+        let idle = try Self.bounded("idleTimeout", idleTimeout ?? Limits.defaultIdleTimeoutSeconds, Limits.idleTimeoutSeconds)
+        if image.isEmpty { throw Invalid(field: "image", reason: "must name an OCI archive") }
+        return Validated(
+            name: name, image: image, config: config, concurrency: limit, provisioned: provisioned,
+            idleTimeout: .seconds(idle))
+    }
+
+    /// What a valid spec becomes.
+    public struct Validated: Sendable {
+        public let name: String
+        public let image: String
+        public let config: FunctionConfig
+        public let concurrency: Int
+        public let provisioned: Int
+        public let idleTimeout: Duration
+    }
+
+    /// SCF's rule: 2–60 characters, letters, digits, `-` and `_`, starting with a letter, not ending with `-`/`_`.
+    static func checkName(_ name: String) throws(Invalid) {
+        let allowed = name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        guard (2...60).contains(name.count), allowed, name.first!.isLetter, name.last != "-", name.last != "_" else {
+            throw Invalid(
+                field: "name",
+                reason: "\"\(name)\" must be 2–60 letters, digits, - or _, start with a letter and not end with - or _")
+        }
+    }
+
+    static func memory(_ mb: Int) throws(Invalid) -> Int {
+        guard SCFContract.memoryRangeMB.contains(mb), mb % Limits.memoryStepMB == 0 else {
+            throw Invalid(
+                field: "memorySize",
+                reason: "must be \(SCFContract.memoryRangeMB.lowerBound)–\(SCFContract.memoryRangeMB.upperBound) MB "
+                    + "in steps of \(Limits.memoryStepMB) (got \(mb))")
+        }
+        return mb
+    }
+
+    static func bounded(_ field: String, _ value: Int, _ range: ClosedRange<Int>) throws(Invalid) -> Int {
+        guard range.contains(value) else {
+            throw Invalid(field: field, reason: "must be \(range.lowerBound)–\(range.upperBound) (got \(value))")
+        }
+        return value
+    }
+
+    static func field<T>(_ field: String, _ value: String, _ parse: (String) -> T?) throws(Invalid) -> T {
+        guard let parsed = parse(value) else {
+            throw Invalid(field: field, reason: "\"\(value)\" is not one of the allowed values")
+        }
+        return parsed
+    }
+
+    static func nonEmpty(_ field: String, _ value: [String]?) throws(Invalid) -> [String]? {
+        if let value, value.isEmpty || value[0].isEmpty {
+            throw Invalid(field: field, reason: "must name a program (or be left out to use the image's)")
+        }
+        return value
+    }
+
+    static func environment(_ env: [String: String]) throws(Invalid) -> [String: String] {
+        for key in env.keys.sorted() {
+            let valid =
+                key.first.map { $0.isLetter || $0 == "_" } == true
+                && key.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+            if !valid { throw Invalid(field: "env", reason: "\"\(key)\" is not a valid variable name") }
+        }
+        let size = env.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+        if size > Limits.environmentBytes {
+            throw Invalid(field: "env", reason: "\(size) bytes in all, over the limit of \(Limits.environmentBytes)")
+        }
+        return env
+    }
+
+    static func mount(_ mount: MountSpec) throws(Invalid) -> SandboxSpec.Mount {
+        guard mount.source.hasPrefix("/"), mount.target.hasPrefix("/"), !mount.target.split(separator: "/").contains("..")
+        else { throw Invalid(field: "mounts", reason: "source and target must be absolute paths without '..'") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: mount.source, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw Invalid(field: "mounts", reason: "\(mount.source) is not a directory on this host")
+        }
+        return SandboxSpec.Mount(source: mount.source, target: mount.target, readOnly: mount.readOnly ?? true)
+    }
+}

@@ -1,0 +1,84 @@
+import Bootstrap
+import Prometheus
+
+/// The service's Prometheus metrics (`GET /metrics`): invocations by result, durations, cold-start phases,
+/// cold vs warm starts; instances by state and queue depth are set from the pools at scrape time.
+final class ServiceMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+
+    static let durationBuckets: [Duration] = [
+        .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2),
+        .seconds(5), .seconds(10), .seconds(30),
+    ]
+
+    private func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "faasbox", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    /// Counts one invocation and its duration; on a cold start, the start's phases.
+    func record(function: String, outcome: FunctionPool.Outcome, invokeResult: Int) {
+        let result = invokeResult == 0 ? "success" : String(invokeResult)
+        registry.makeCounter(
+            descriptor: name("invocations", "total", "Invocations by function and result (success or the SCF error code)."),
+            labels: [("function", function), ("result", result)]
+        ).increment()
+        registry.makeDurationHistogram(
+            descriptor: name("invocation_duration", "seconds", "Time from delivery to the function's answer."),
+            labels: [("function", function)], buckets: Self.durationBuckets
+        ).record(outcome.duration)
+        if outcome.instanceID != nil { recordStart(function, outcome) }
+    }
+
+    private func recordStart(_ function: String, _ outcome: FunctionPool.Outcome) {
+        let kind = outcome.coldStart == nil ? "warm" : "cold"
+        registry.makeCounter(
+            descriptor: name("starts", "total", "Invocations that started a new instance (cold) or reused one (warm)."),
+            labels: [("function", function), ("start", kind)]
+        ).increment()
+        guard let t = outcome.coldStart else { return }
+        recordPhases(function, t)
+    }
+
+    /// The phases of a cold start (also of provisioned instances).
+    func recordPhases(_ function: String, _ t: PhaseTimings) {
+        let phases: [(String, Duration)] = [
+            ("PullCode", t.pullCode), ("InitRuntime", t.initRuntime), ("InitFunction", t.initFunction),
+            ("Coldstart", t.coldstart),
+        ]
+        for (phase, value) in phases {
+            registry.makeDurationHistogram(
+                descriptor: name(
+                    "cold_start_phase", "seconds", "Cold-start phases (PullCode, InitRuntime, InitFunction, Coldstart)."),
+                labels: [("function", function), ("phase", phase)], buckets: Self.durationBuckets
+            ).record(value)
+        }
+    }
+
+    /// Sets the gauges that describe the present: instances by state, queue depth.
+    func setGauges(instances: [String: [String: Int]], queueDepth: [String: Int]) {
+        for (function, states) in instances {
+            for state in ["idle", "busy"] {
+                registry.makeGauge(
+                    descriptor: name("instances", "", "Live instances by function and state."),
+                    labels: [("function", function), ("state", state)]
+                ).set(Double(states[state, default: 0]))
+            }
+        }
+        for (function, depth) in queueDepth {
+            registry.makeGauge(
+                descriptor: name("async_queue_depth", "", "Async events queued or running, by function."),
+                labels: [("function", function)]
+            ).set(Double(depth))
+        }
+    }
+
+    func countDeadLetter(function: String) {
+        registry.makeCounter(
+            descriptor: name("dead_letters", "total", "Async events given up after their last try."),
+            labels: [("function", function)]
+        ).increment()
+    }
+
+    var text: String { registry.emitToString() }
+}

@@ -1,0 +1,232 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Executor
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Where the client commands find `faasbox serve`.
+struct ServerOptions: ParsableArguments {
+    @Option(help: "The server's URL (env FAASBOX_SERVER).")
+    var server: String = ProcessInfo.processInfo.environment["FAASBOX_SERVER"] ?? "http://127.0.0.1:9900"
+
+    /// Sends one request; returns the status, the headers and the body. A server that cannot be reached ends
+    /// the command with a message saying so.
+    func send(
+        _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, headers: [(String, String)] = [],
+        timeout: TimeAmount = .seconds(960)
+    ) async -> (status: Int, headers: HTTPHeaders, body: [UInt8]) {
+        var request = HTTPClientRequest(url: server + path)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+            let data = try await response.body.collect(upTo: 64 << 20)
+            return (Int(response.status.code), response.headers, Array(buffer: data))
+        } catch {
+            fail("cannot reach faasbox serve at \(server): \(error) (is it running? see `faasbox serve --help`)")
+        }
+    }
+
+    /// The JSON body of a 2xx answer; anything else ends the command with the server's error message.
+    func expectJSON(_ answer: (status: Int, headers: HTTPHeaders, body: [UInt8])) -> Any {
+        let json = try? JSONSerialization.jsonObject(with: Data(answer.body))
+        guard (200..<300).contains(answer.status) else {
+            let error = (json as? [String: Any])?["Error"] as? [String: Any]
+            fail("\(answer.status) \(error?["Code"] ?? ""): \(error?["Message"] ?? String(decoding: answer.body, as: UTF8.self))")
+        }
+        return json ?? [:]
+    }
+}
+
+/// The event argument: JSON, or @FILE.
+func readEvent(_ event: String) -> [UInt8] {
+    guard event.hasPrefix("@") else { return Array(event.utf8) }
+    guard let data = FileManager.default.contents(atPath: String(event.dropFirst())) else {
+        fail("cannot read the event file \(event.dropFirst())")
+    }
+    return [UInt8](data)
+}
+
+/// A line on stdout, written at once (unbuffered), for `--follow` and for scripts that wait on it.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+func printJSON(_ value: Any) {
+    let data = (try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+    print(String(decoding: data, as: UTF8.self))
+}
+
+struct Deploy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deploy (or redeploy) a function on the server: its image and config; invalid fields are named.")
+
+    @Argument(help: "The function's name (2–60 letters, digits, - or _, starting with a letter).")
+    var name: String
+    @Argument(help: "The function's image: an OCI archive on the server's host.")
+    var image: String
+    @Option(help: "web, event or job.") var type = "web"
+    @Option(help: "Memory in MB (64–3072, steps of 64).") var memory: Int?
+    @Option(help: "Seconds one invocation may take (1–900).") var timeout: Int?
+    @Option(help: "Seconds the function has to become ready.") var initTimeout: Int?
+    @Option(help: "Invocations that may run at once.") var concurrency: Int?
+    @Option(help: "Instances started now and kept warm.") var provisioned: Int?
+    @Option(help: "Seconds an idle instance is kept.") var idleTimeout: Int?
+    @Option(name: .customLong("env"), help: "K=V (repeatable).") var environment: [String] = []
+    @Option(help: "Run this program instead of the image's.") var command: String?
+    @Option(name: .customLong("arg"), parsing: .unconditionalSingleValue, help: "Argument (repeatable).")
+    var args: [String] = []
+    @Flag(help: "Share the host's network namespace.") var hostNetwork = false
+    @Option(help: "SOURCE:TARGET[:rw], a host directory in the instances (read-only unless :rw; repeatable).")
+    var mount: [String] = []
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        var spec = FunctionSpec(image: URL(fileURLWithPath: image).standardizedFileURL.path, type: type)
+        (spec.memorySize, spec.timeout, spec.initTimeout) = (memory, timeout, initTimeout)
+        (spec.concurrency, spec.provisioned, spec.idleTimeout) = (concurrency, provisioned, idleTimeout)
+        spec.env = try Dictionary(
+            environment.map { entry in
+                guard let eq = entry.firstIndex(of: "=") else { throw ValidationError("--env takes K=V, got '\(entry)'") }
+                return (String(entry[..<eq]), String(entry[entry.index(after: eq)...]))
+            }, uniquingKeysWith: { $1 })
+        spec.command = command.map { [$0] }
+        spec.args = args.isEmpty ? nil : args
+        spec.network = hostNetwork ? "host" : nil
+        spec.mounts = try mount.map { text in
+            let parts = text.split(separator: ":").map(String.init)
+            guard parts.count == 2 || (parts.count == 3 && parts[2] == "rw") else {
+                throw ValidationError("--mount takes SOURCE:TARGET[:rw], got '\(text)'")
+            }
+            return FunctionSpec.MountSpec(source: parts[0], target: parts[1], readOnly: parts.count == 2)
+        }
+        let body = try JSONEncoder().encode(spec)
+        let answer = await server.send(.PUT, "/functions/\(name)", body: [UInt8](body))
+        let json = server.expectJSON(answer) as? [String: Any] ?? [:]
+        print("deployed \(name)")
+        let reports = json["provisionedReports"] as? [String] ?? []
+        for report in reports { print(report) }
+    }
+}
+
+struct Invoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Invoke an event or job function on the server: prints its return value (--async: the request id).")
+
+    @Argument var name: String
+    @Option(help: "The event: JSON, or @FILE.") var event = "{}"
+    @Flag(help: "Queue the event and return at once (X-Scf-Invocation-Type: Event).") var async = false
+    @Flag(help: "Print the invocation's log to stderr (X-Scf-Log-Type: Tail).") var log = false
+    @Flag(help: "Print the whole result object as JSON.") var json = false
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        var headers = [("X-Scf-Invocation-Type", async ? "Event" : "RequestResponse")]
+        if log { headers.append(("X-Scf-Log-Type", "Tail")) }
+        let answer = await server.send(.POST, "/functions/\(name)/invocations", body: readEvent(event), headers: headers)
+        let object = (try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [String: Any] ?? [:]
+        if object["Error"] != nil { _ = server.expectJSON(answer) }
+        if json || async {
+            printJSON(object)
+        } else if let ret = object["RetMsg"] as? String, !ret.isEmpty {
+            print(ret)
+        }
+        if log, let text = object["Log"] as? String { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+        if let code = object["InvokeResult"] as? Int, code != 0 {
+            fail("\(code): \(object["ErrMsg"] as? String ?? "")")
+        }
+    }
+}
+
+struct ResultCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "result", abstract: "The state, tries and result of an async invocation.")
+    @Argument var name: String
+    @Argument var requestID: String
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        printJSON(server.expectJSON(await server.send(.GET, "/functions/\(name)/invocations/\(requestID)")))
+    }
+}
+
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "A function's invocation logs (START … REPORT, Init Report).")
+    @Argument var name: String
+    @Option(help: "Only this invocation's log (every try of it).") var requestID: String?
+    @Option(help: "The latest N invocations.") var limit = 20
+    @Flag(help: "Keep printing new logs as they come.") var follow = false
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        var seen = Set<String>()
+        repeat {
+            var path = "/functions/\(name)/logs?limit=\(limit)"
+            if let requestID { path += "&requestId=\(requestID)" }
+            let entries = server.expectJSON(await server.send(.GET, path)) as? [[String: Any]] ?? []
+            for entry in entries {
+                let key = "\(entry["requestID"] ?? "") \(entry["at"] ?? "")"
+                if seen.insert(key).inserted, let text = entry["text"] as? String { say(text) }
+            }
+            if follow { try await Task.sleep(for: .seconds(1)) }
+        } while follow
+    }
+}
+
+struct PS: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "The server's live instances.")
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        let byFunction = server.expectJSON(await server.send(.GET, "/instances")) as? [String: [[String: Any]]] ?? [:]
+        print("FUNCTION".padding(24) + "INSTANCE".padding(22) + "STATE".padding(7) + "PID".padding(9) + "PROV  MEMORY")
+        for name in byFunction.keys.sorted() {
+            for i in byFunction[name]! {
+                let memory = (i["memoryBytes"] as? Int).map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "-"
+                print(
+                    name.padding(24) + "\(i["id"] ?? "")".padding(22) + "\(i["state"] ?? "")".padding(7)
+                        + "\(i["pid"] ?? "")".padding(9) + ((i["provisioned"] as? Bool) == true ? "yes" : "no").padding(6)
+                        + memory)
+            }
+        }
+    }
+}
+
+struct Functions: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The functions deployed on the server.")
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        let names = server.expectJSON(await server.send(.GET, "/functions")) as? [String] ?? []
+        print("NAME".padding(24) + "TYPE".padding(7) + "INSTANCES  QUEUED  IMAGE")
+        for name in names {
+            guard let info = server.expectJSON(await server.send(.GET, "/functions/\(name)")) as? [String: Any] else { continue }
+            let spec = info["spec"] as? [String: Any] ?? [:]
+            let events = info["events"] as? [String: Int] ?? [:]
+            let instances = (info["instances"] as? [Any])?.count ?? 0
+            print(
+                name.padding(24) + "\(spec["type"] ?? "web")".padding(7) + "\(instances)".padding(11)
+                    + "\(events["queued", default: 0])".padding(8) + "\(spec["image"] ?? "")")
+        }
+    }
+}
+
+struct Remove: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm", abstract: "Delete a function: its instances stop, its queued events go to the dead letters.")
+    @Argument var name: String
+    @OptionGroup var server: ServerOptions
+
+    func run() async throws {
+        _ = server.expectJSON(await server.send(.DELETE, "/functions/\(name)"))
+        print("deleted \(name)")
+    }
+}
+
+extension String {
+    fileprivate func padding(_ width: Int) -> String {
+        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
+    }
+}
