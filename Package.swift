@@ -97,7 +97,8 @@ let package = Package(
         .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "Sandbox", "TestSupport"]),
         .testTarget(
             name: "ExecutorTests",
-            dependencies: ["Executor", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")]),
+            dependencies: [
+                "Executor", "Sandbox", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport"]),
