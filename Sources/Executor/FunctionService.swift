@@ -170,6 +170,8 @@ public final class FunctionService: Sendable {
             throw .invocation(.requestTooLarge(request.body.count, limit: SCFContract.maxSyncPayloadBytes))
         }
         let outcome = await d.pool.run(.http(request), requestID: Self.newRequestID(), sink: sink)
+        // The caller has the whole response, and the instance is free: the log and metrics come after.
+        if case .success = outcome.result { await sink.end() }
         _ = await finish(name, d, outcome)
         return outcome
     }
@@ -344,7 +346,8 @@ final class Doorbell: Sendable {
     /// Returns at the next ring (or at once if it rang since the last wait), or after `timeout`.
     func wait(upTo timeout: Duration) async {
         let timer = Task {
-            try? await Task.sleep(for: timeout)
+            // Cancelled (the bell rang first): no ring, or the next wait would return at once, and so on.
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
             self.ring()
         }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in

@@ -42,12 +42,17 @@ public struct OneShotRun: Sendable {
     public struct Sink: Sendable {
         public let head: @Sendable (HTTPResponse) async throws -> Void
         public let body: @Sendable ([UInt8]) async throws -> Void
+        /// The response is complete and the instance free for the next invocation (called before the
+        /// invocation's log and metrics are written).
+        public let end: @Sendable () async -> Void
         public init(
             head: @escaping @Sendable (HTTPResponse) async throws -> Void,
-            body: @escaping @Sendable ([UInt8]) async throws -> Void
+            body: @escaping @Sendable ([UInt8]) async throws -> Void,
+            end: @escaping @Sendable () async -> Void = {}
         ) {
             self.head = head
             self.body = body
+            self.end = end
         }
     }
 

@@ -19,11 +19,13 @@ enum WebPassthrough {
             method: request.method.rawValue, target: target(request.head.path ?? "/", name: name),
             headers: request.headers.filter { !hopByHop.contains($0.name.canonicalName) }.map { ($0.name.rawName, $0.value) },
             body: body)
+        // The caller's response ends as soon as the function's does (`end`), before the invocation's bookkeeping.
         let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
         let head = Promise<Bootstrap.HTTPResponse>()
         let sink = OneShotRun.Sink(
             head: { head.fulfill(.success($0)) },
-            body: { continuation.yield(ByteBuffer(bytes: $0)) })
+            body: { continuation.yield(ByteBuffer(bytes: $0)) },
+            end: { continuation.finish() })
         Task {
             do {
                 let outcome = try await service.invokeWeb(name, request: forwarded, sink: sink)

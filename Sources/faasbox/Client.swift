@@ -44,7 +44,7 @@ struct ServerOptions: ParsableArguments {
 func readEvent(_ event: String) -> [UInt8] {
     guard event.hasPrefix("@") else { return Array(event.utf8) }
     guard let data = FileManager.default.contents(atPath: String(event.dropFirst())) else {
-        fail("cannot read the event file \(event.dropFirst())")
+        fail("--event \(event): cannot read the file")
     }
     return [UInt8](data)
 }

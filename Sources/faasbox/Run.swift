@@ -84,14 +84,7 @@ struct Run: AsyncParsableCommand {
         let invocation: OneShotRun.Invocation
         switch type {
         case .event, .job:
-            if event.hasPrefix("@") {
-                guard let data = FileManager.default.contents(atPath: String(event.dropFirst())) else {
-                    fail("--event \(event): cannot read the file")
-                }
-                invocation = .event([UInt8](data))
-            } else {
-                invocation = .event(Array(event.utf8))
-            }
+            invocation = .event(readEvent(event))
         case .web:
             do { invocation = .http(try HTTPRequest(parsing: http)) } catch { fail(error.description) }
         }

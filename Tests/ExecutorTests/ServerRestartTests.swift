@@ -48,7 +48,7 @@ import Testing
             let batch = try await withThrowingTaskGroup(of: String.self) { group in
                 for i in start..<start + 20 {
                     group.addTask {
-                        let answer = try await first.invoke("ledger", #"{"n":\#(i)}"#, async: true)
+                        let answer = try await first.invoke("ledger", #"{"n":\#(i),"pause":true}"#, async: true)
                         return answer.json["FunctionRequestId"] as? String ?? "refused \(answer.status)"
                     }
                 }
