@@ -30,7 +30,8 @@ public final class OutputCollector: Sendable {
     private let maxLines: Int
     private let closedStreams = Atomic<Int>(0)
 
-    public init(maxLines: Int = 10_000) { self.maxLines = maxLines }
+    /// `maxLines`: at most this many lines are kept; past it the oldest go.
+    public init(maxLines: Int = 10_000) { self.maxLines = max(1, maxLines) }
 
     /// Starts reading both pipes; takes ownership of duplicates of their descriptors.
     func attach(stdout: OwnedFileDescriptor, stderr: OwnedFileDescriptor, group: EventLoopGroup) async throws {
@@ -49,7 +50,22 @@ public final class OutputCollector: Sendable {
     func append(_ line: Line) {
         var line = line
         line.requestID = attribution.withLock { $0.active.last ?? $0.last }
-        lines.withLock { if $0.count < maxLines { $0.append(line) } }
+        lines.withLock {
+            $0.append(line)
+            // Keep the newest lines: drop a tenth of the oldest at a time, so appending stays cheap.
+            if $0.count > maxLines { $0.removeFirst($0.count - maxLines + maxLines / 10) }
+        }
+    }
+
+    /// Removes and returns the lines of one invocation (with `includingInit`, the init output too): a long-lived
+    /// instance's buffer then holds only what no one has taken yet.
+    public func take(for requestID: String, includingInit: Bool = false) -> [Line] {
+        let belongs = { (line: Line) in line.requestID == requestID || (includingInit && line.requestID == nil) }
+        return lines.withLock { all in
+            let taken = all.filter(belongs)
+            all.removeAll(where: belongs)
+            return taken
+        }
     }
 
     /// An invocation starts: lines from now on are its own.

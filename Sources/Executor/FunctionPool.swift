@@ -102,7 +102,7 @@ public actor FunctionPool {
             requestID: requestID, instanceID: instance.id, result: result, coldStart: cold ? instance.timings : nil,
             duration: duration,
             maxMemoryUsedBytes: instance.maxMemoryUsed,
-            logLines: instance.output.lines(for: requestID, includingInit: cold).map(\.text))
+            logLines: instance.output.take(for: requestID, includingInit: cold).map(\.text))
         // A function error (430) leaves the instance as it was; any other failure may have ended it.
         switch result {
         case .success, .failure(.functionError): await giveBack(instance)
