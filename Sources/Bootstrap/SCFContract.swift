@@ -60,6 +60,16 @@ public enum LogFormat {
     public static func start(_ requestID: String) -> String { "START RequestId: \(requestID)" }
     public static func end(_ requestID: String) -> String { "END RequestId: \(requestID)" }
 
+    /// One invocation's log: START, the function's output lines, END, REPORT.
+    public static func invocation(
+        _ requestID: String, output: [String], duration: Duration, memorySizeMB: Int, maxMemoryUsedBytes: Int64?
+    ) -> [String] {
+        [start(requestID)] + output + [
+            end(requestID),
+            report(requestID, duration: duration, memorySizeMB: memorySizeMB, maxMemoryUsedBytes: maxMemoryUsedBytes),
+        ]
+    }
+
     public static func report(_ requestID: String, duration: Duration, memorySizeMB: Int, maxMemoryUsedBytes: Int64?) -> String {
         let used = maxMemoryUsedBytes.map { String(format1($0.toMB)) } ?? "-"
         return "REPORT RequestId: \(requestID) Duration: \(format1(duration.milliseconds)) ms Billed Duration: "

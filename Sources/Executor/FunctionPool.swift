@@ -54,6 +54,14 @@ public actor FunctionPool {
             get throws(BootstrapError) { try result.get() }
         }
 
+        /// 0 when the function answered, else the contract's error code.
+        public var code: Int {
+            switch result {
+            case .success: return 0
+            case .failure(let error): return error.code.rawValue
+            }
+        }
+
         static func refused(_ requestID: String, _ error: BootstrapError) -> Outcome {
             Outcome(
                 requestID: requestID, instanceID: nil, result: .failure(error), coldStart: nil, duration: .zero,

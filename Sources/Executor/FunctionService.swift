@@ -206,15 +206,12 @@ public final class FunctionService: Sendable {
     /// Logs an invocation (START, output, END, REPORT, and the Init Report on a cold start), counts it in the
     /// metrics; returns the log text.
     func finish(_ name: String, _ d: Deployment, _ outcome: FunctionPool.Outcome) async -> String {
-        let result = InvokeResult(outcome, log: nil)
-        metrics.record(function: name, outcome: outcome, invokeResult: result.invokeResult)
-        var lines = [LogFormat.start(outcome.requestID)] + outcome.logLines
-        if case .failure(let error) = outcome.result { lines.append("Invoke failed (\(error.code.rawValue)): \(error)") }
-        lines.append(LogFormat.end(outcome.requestID))
-        lines.append(
-            LogFormat.report(
-                outcome.requestID, duration: outcome.duration, memorySizeMB: d.validated.config.memoryMB,
-                maxMemoryUsedBytes: outcome.maxMemoryUsedBytes))
+        metrics.record(function: name, outcome: outcome)
+        var output = outcome.logLines
+        if case .failure(let error) = outcome.result { output.append("Invoke failed (\(error.code.rawValue)): \(error)") }
+        var lines = LogFormat.invocation(
+            outcome.requestID, output: output, duration: outcome.duration, memorySizeMB: d.validated.config.memoryMB,
+            maxMemoryUsedBytes: outcome.maxMemoryUsedBytes)
         if let cold = outcome.coldStart { lines.append(LogFormat.initReport(outcome.requestID, cold)) }
         let text = lines.joined(separator: "\n")
         await logs.append(LogEntry(requestID: outcome.requestID, function: name, at: StateDatabase.now(), text: text))

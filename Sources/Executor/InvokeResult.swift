@@ -31,13 +31,12 @@ public struct InvokeResult: Codable, Sendable, Equatable {
         billDuration = Int(ms.rounded(.up))
         memUsage = outcome.maxMemoryUsedBytes ?? 0
         self.log = log
+        invokeResult = outcome.code
         switch outcome.result {
         case .success(let response):
-            invokeResult = 0
             retMsg = response.bodyText
             errMsg = ""
         case .failure(let error):
-            invokeResult = error.code.rawValue
             retMsg = ""
             errMsg = error.description
         }

@@ -101,11 +101,9 @@ public struct OneShotRun: Sendable {
     static func logLines(_ requestID: String, instance: FunctionInstance, duration: Duration, peak: Int64?, memoryMB: Int)
         -> [String]
     {
-        var lines = [LogFormat.start(requestID)]
-        lines += instance.output.lines(for: requestID, includingInit: true).map(\.text)
-        lines.append(LogFormat.end(requestID))
-        lines.append(LogFormat.report(requestID, duration: duration, memorySizeMB: memoryMB, maxMemoryUsedBytes: peak))
-        return lines
+        LogFormat.invocation(
+            requestID, output: instance.output.lines(for: requestID, includingInit: true).map(\.text), duration: duration,
+            memorySizeMB: memoryMB, maxMemoryUsedBytes: peak)
     }
 }
 

@@ -17,8 +17,8 @@ final class ServiceMetrics: Sendable {
     }
 
     /// Counts one invocation and its duration; on a cold start, the start's phases.
-    func record(function: String, outcome: FunctionPool.Outcome, invokeResult: Int) {
-        let result = invokeResult == 0 ? "success" : String(invokeResult)
+    func record(function: String, outcome: FunctionPool.Outcome) {
+        let result = outcome.code == 0 ? "success" : String(outcome.code)
         registry.makeCounter(
             descriptor: name("invocations", "total", "Invocations by function and result (success or the SCF error code)."),
             labels: [("function", function), ("result", result)]
