@@ -82,13 +82,19 @@ func expectTheNextColdStartAnswers(_ store: ImageStore) async throws {
 
 /// Stopping an instance: SIGTERM, the grace period, then SIGKILL of the whole cgroup.
 @Suite struct GracefulStopTests {
-    @Test func aFunctionThatHandlesSIGTERMFinishesWithinTheGracePeriod() async throws {
-        var config = FunctionConfig(name: "polite")
-        config.stopGrace = .seconds(30)
-        config.command = ["/bin/sh", "-c", "trap 'echo goodbye; exit 0' TERM; nc -ll -p 9000 -e /bin/true & wait"]
-        let instance = try await FunctionInstance.coldStart(
+    /// An instance of hello-web running `script` (sh -c) with a stop grace period of `grace`.
+    private func start(_ name: String, grace: Duration, _ script: String) async throws -> FunctionInstance {
+        var config = FunctionConfig(name: name)
+        config.stopGrace = grace
+        config.command = ["/bin/sh", "-c", script]
+        return try await FunctionInstance.coldStart(
             image: TestPaths.sampleImage("hello-web"), store: try ImageStore(root: TestPaths.temporaryDirectory("grace")),
             config: config)
+    }
+
+    @Test func aFunctionThatHandlesSIGTERMFinishesWithinTheGracePeriod() async throws {
+        let instance = try await start(
+            "polite", grace: .seconds(30), "trap 'echo goodbye; exit 0' TERM; nc -ll -p 9000 -e /bin/true & wait")
         let begin = ContinuousClock.now
         await instance.stop()
         await instance.output.waitForEOF()
@@ -98,12 +104,7 @@ func expectTheNextColdStartAnswers(_ store: ImageStore) async throws {
     }
 
     @Test func aFunctionThatIgnoresSIGTERMIsKilledWhenTheGracePeriodEnds() async throws {
-        var config = FunctionConfig(name: "stubborn")
-        config.stopGrace = .milliseconds(400)
-        config.command = ["/bin/sh", "-c", "trap '' TERM; exec nc -ll -p 9000 -e /bin/true"]
-        let instance = try await FunctionInstance.coldStart(
-            image: TestPaths.sampleImage("hello-web"), store: try ImageStore(root: TestPaths.temporaryDirectory("grace")),
-            config: config)
+        let instance = try await start("stubborn", grace: .milliseconds(400), "trap '' TERM; exec nc -ll -p 9000 -e /bin/true")
         let pids = instance.process.cgroup.processes()
         let begin = ContinuousClock.now
         await instance.stop()
