@@ -24,7 +24,10 @@ public final class FunctionInstance: Sendable {
     public let protocolKind: ProtocolKind
     private let runtimeServer: RuntimeAPIServer?
     private let group: EventLoopGroup
-    private let stopped = AtomicFlag()
+    /// The teardown, once `stop` has begun it.
+    private let stopping = Mutex<Task<Void, Never>?>(nil)
+    /// The connection to :9000 kept from the last invocation, when the function keeps connections alive.
+    private let keptConnection = Mutex<FunctionConnection?>(nil)
 
     /// The ways an instance takes its invocations (contract §1).
     public enum ProtocolKind: String, Sendable {
@@ -241,8 +244,8 @@ public final class FunctionInstance: Sendable {
     /// (chunked responses and server-sent events are not buffered) — bounded by `timeout` like `invoke`.
     public func invokeStreaming(
         _ request: HTTPRequest, requestID: String, timeout: Duration,
-        onHead: @escaping @Sendable (HTTPResponse) async throws -> Void,
-        onBody: @escaping @Sendable ([UInt8]) async throws -> Void
+        onHead: @escaping @Sendable (HTTPResponse) throws -> Void,
+        onBody: @escaping @Sendable ([UInt8]) throws -> Void
     ) async throws(BootstrapError) {
         try await bounded(by: timeout) {
             try await self.forward(request, requestID: requestID, maxResponseBytes: nil, onHead: onHead, onBody: onBody)
@@ -251,17 +254,15 @@ public final class FunctionInstance: Sendable {
 
     private func forward(
         _ request: HTTPRequest, requestID: String, maxResponseBytes: Int?,
-        onHead: @Sendable (HTTPResponse) async throws -> Void, onBody: @Sendable ([UInt8]) async throws -> Void
+        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void
     ) async throws(BootstrapError) {
         if request.body.count > SCFContract.maxSyncPayloadBytes {
             throw .requestTooLarge(request.body.count, limit: SCFContract.maxSyncPayloadBytes)
         }
         try await attributing(to: requestID) { () throws(BootstrapError) in
             do {
-                let socket = try process.connect(port: SCFContract.functionPort)
-                try await HTTPForwarder.stream(
-                    request, over: socket, group: group, extraHeaders: contextHeaders(requestID),
-                    maxBody: maxResponseBytes, onHead: onHead, onBody: onBody)
+                try await exchange(
+                    request, requestID: requestID, maxResponseBytes: maxResponseBytes, onHead: onHead, onBody: onBody)
             } catch let error as BootstrapError {
                 throw error
             } catch {
@@ -272,6 +273,60 @@ public final class FunctionInstance: Sendable {
             }
         }
     }
+
+    /// One request and its response over the connection the instance kept from its last invocation, or a new
+    /// one. A kept connection the function closed just as the request went out (no byte of response yet) is
+    /// replaced once, for methods that may be repeated (RFC 9110 §9.2.2).
+    private func exchange(
+        _ request: HTTPRequest, requestID: String, maxResponseBytes: Int?,
+        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void
+    ) async throws {
+        var (connection, reused) = try await takeConnection()
+        while true {
+            do {
+                let keep = try await connection.exchange(
+                    request, extraHeaders: contextHeaders(requestID), maxBody: maxResponseBytes, onHead: onHead,
+                    onBody: onBody)
+                if keep { keepConnection(connection) } else { connection.close() }
+                return
+            } catch let failure as FunctionConnection.Failure {
+                connection.close()
+                guard reused, !failure.responseStarted, Self.idempotentMethods.contains(request.method) else {
+                    throw failure.underlying
+                }
+                (connection, reused) = (try await openConnection(), false)
+            }
+        }
+    }
+
+    static let idempotentMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
+
+    private func takeConnection() async throws -> (FunctionConnection, reused: Bool) {
+        if let kept = keptConnection.withLock({ c -> FunctionConnection? in
+            defer { c = nil }; return c
+        }) {
+            if kept.isFresh(maxIdle: Self.keepAliveIdle) { return (kept, true) }
+            kept.close()
+        }
+        return (try await openConnection(), false)
+    }
+
+    private func openConnection() async throws -> FunctionConnection {
+        let socket = try process.connect(port: SCFContract.functionPort)
+        return try await FunctionConnection.open(socket, group: group)
+    }
+
+    private func keepConnection(_ connection: FunctionConnection) {
+        let extra = keptConnection.withLock { c -> FunctionConnection? in
+            if stopping.withLock({ $0 != nil }) { return connection }
+            defer { c = connection }
+            return c
+        }
+        extra?.close()
+    }
+
+    /// How long a kept connection may idle and still be used: below the keep-alive timeouts of common servers.
+    static let keepAliveIdle: Duration = .seconds(4)
 
     /// Runs one invocation's work with the function's output attributed to `requestID` (see OutputCollector).
     private func attributing<T>(to requestID: String, _ body: () async throws(BootstrapError) -> T) async throws(BootstrapError)
@@ -308,37 +363,39 @@ public final class FunctionInstance: Sendable {
     }
 
     /// Runs `body`, but past `timeout` (or when the task is cancelled) the instance is stopped at once, which
-    /// ends `body`, and `.timedOut` (or `.cancelled`) is thrown.
-    private func bounded<T: Sendable>(by timeout: Duration, _ body: @escaping @Sendable () async throws -> T)
-        async throws(BootstrapError)
-        -> T
-    {
+    /// ends `body`, and `.timedOut` (or `.cancelled`) is thrown. The deadline is a timer on an event loop, not a
+    /// racing child task: it costs no task and no thread hand-off on the warm path.
+    private func bounded<T>(by timeout: Duration, _ body: () async throws -> T) async throws(BootstrapError) -> T {
+        let expired = AtomicFlag()
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+        let timer = loop.scheduleTask(in: timeout.timeAmount) {
+            if expired.setOnce() { Task { await self.stop(grace: .zero) } }
+        }
+        defer { timer.cancel() }
+        let result: Result<T, any Error>
         do {
-            return try await withThrowingTaskGroup(of: T?.self) { group in
-                group.addTask { try await body() }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                let first: T??
-                do { first = try await group.next() } catch {
-                    if error is CancellationError || Task.isCancelled { await self.stop(grace: .zero) }
-                    throw error
-                }
-                guard let first, let result = first else {
-                    await self.stop(grace: .zero)
-                    throw BootstrapError.timedOut(timeout)
-                }
-                return result
-            }
-        } catch let error as BootstrapError {
-            throw error
-        } catch is CancellationError {
+            result = .success(
+                try await withTaskCancellationHandler {
+                    try await body()
+                } onCancel: {
+                    Task { await self.stop(grace: .zero) }
+                })
+        } catch {
+            result = .failure(error)
+        }
+        if expired.isSet {
+            await stop(grace: .zero)
+            throw .timedOut(timeout)
+        }
+        if Task.isCancelled {
             await stop(grace: .zero)
             throw .cancelled
-        } catch {
-            throw .invocationFailed("\(error)")
+        }
+        switch result {
+        case .success(let value): return value
+        case .failure(let error as BootstrapError): throw error
+        case .failure(is CancellationError): throw .cancelled
+        case .failure(let error): throw .invocationFailed("\(error)")
         }
     }
 
@@ -404,9 +461,24 @@ public final class FunctionInstance: Sendable {
     /// Stops the instance (SIGTERM, `grace` — by default the function's `stopGrace` — then SIGKILL of the whole
     /// cgroup), removes its cgroup, unmounts and deletes its rootfs. Idempotent.
     public func stop(grace: Duration? = nil) async {
-        guard stopped.setOnce() else { return }
+        // The first call tears down; any other call, concurrent or later, waits for that teardown to finish.
+        let teardown = stopping.withLock { task in
+            if let task { return task }
+            let grace = grace ?? config.stopGrace
+            let new = Task { await self.tearDown(grace: grace) }
+            task = new
+            return new
+        }
+        await teardown.value
+    }
+
+    private func tearDown(grace: Duration) async {
+        keptConnection.withLock { c in
+            c?.close()
+            c = nil
+        }
         runtimeServer?.api.close(.invocationFailed("the instance was stopped"))
-        await process.stop(grace: grace ?? config.stopGrace)
+        await process.stop(grace: grace)
         await runtimeServer?.stop()
         let rootfs = self.rootfs
         _ = await runBlocking { rootfs.remove() }  // unmount and delete: off the cooperative pool

@@ -48,68 +48,184 @@ public struct HTTPResponse: Sendable {
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 }
 
-/// Sends one request over a connected socket with SwiftNIO's HTTP/1.1 codec and passes the response on as it
-/// arrives: its head, then each piece of the body (chunked and close-delimited bodies, server-sent events).
-enum HTTPForwarder {
-    /// Streams the response: `onHead` once, then `onBody` per piece as the function writes it. Past `maxBody`
-    /// bytes in all (nil: no limit) `.responseTooLarge` is thrown.
-    static func stream(
-        _ request: HTTPRequest, over socket: OwnedFileDescriptor, group: EventLoopGroup,
-        extraHeaders: [(String, String)], maxBody: Int?,
-        onHead: @Sendable (HTTPResponse) async throws -> Void, onBody: @Sendable ([UInt8]) async throws -> Void
-    ) async throws {
+/// A connection to a function's port 9000, speaking HTTP/1.1 with SwiftNIO's codec. Each `exchange` sends one
+/// request and passes the response on as it arrives: its head, then each piece of the body (chunked and
+/// close-delimited bodies, server-sent events). When the function keeps the connection alive, the instance
+/// keeps it for its next invocation, as a reverse proxy keeps upstream connections.
+///
+/// The channel lives on the event loop of the task that opened it where there is one (under `faasbox serve`,
+/// the caller's connection's), and responses are handed over by a channel handler, not an async sequence: no
+/// thread hand-off per request or per piece (docs/benchmarks.md, "Warm path").
+final class FunctionConnection: Sendable {
+    private let channel: Channel
+    private let relay: ResponseRelay
+    /// When the last exchange ended (for `isFresh`).
+    private let lastUsed = Mutex(ContinuousClock.now)
+
+    private init(channel: Channel, relay: ResponseRelay) {
+        self.channel = channel
+        self.relay = relay
+    }
+
+    /// Takes over a connected socket (a duplicate of it: `socket` stays the caller's).
+    static func open(_ socket: OwnedFileDescriptor, group: EventLoopGroup) async throws -> FunctionConnection {
         let fd = fcntl(socket.rawValue, F_DUPFD_CLOEXEC, 0)
         if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
-        let channel = try await ClientBootstrap(group: group).withConnectedSocket(fd) { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
-            }
-        }
-        try await channel.executeThenClose { inbound, outbound in
-            var headers = HTTPHeaders(request.headers)
-            for (name, value) in extraHeaders { headers.replaceOrAdd(name: name, value: value) }
-            if !headers.contains(name: "Host") { headers.add(name: "Host", value: "127.0.0.1:\(SCFContract.functionPort)") }
-            headers.replaceOrAdd(name: "Content-Length", value: "\(request.body.count)")
-            let head = HTTPRequestHead(
-                version: .http1_1, method: HTTPMethod(rawValue: request.method),
-                uri: request.target, headers: headers)
-            // One write of the whole request: a function that answers after the head and closes at once must not
-            // find faasbox still writing (that failed as 'I/O on closed channel' under load).
-            var parts: [HTTPClientRequestPart] = [.head(head)]
-            if !request.body.isEmpty { parts.append(.body(.byteBuffer(ByteBuffer(bytes: request.body)))) }
-            parts.append(.end(nil))
-            try await outbound.write(contentsOf: parts)
-            var received = 0
-            for try await part in inbound {
-                switch part {
-                case .head(let h):
-                    try await onHead(
-                        HTTPResponse(
-                            status: Int(h.status.code), reason: h.status.reasonPhrase,
-                            headers: h.headers.map { ($0.name, $0.value) }, body: []))
-                case .body(let buffer):
-                    received += buffer.readableBytes
-                    if let maxBody, received > maxBody { throw BootstrapError.responseTooLarge(limit: maxBody) }
-                    try await onBody(Array(buffer.readableBytesView))
-                case .end:
-                    return
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+        let relay = ResponseRelay()
+        // From here on the channel owns `fd` (and closes it, on failure too).
+        let channel = try await ClientBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(relay)
                 }
             }
-            throw BootstrapError.invocationFailed("the function closed the connection before a complete response")
+            .withConnectedSocket(fd).get()
+        return FunctionConnection(channel: channel, relay: relay)
+    }
+
+    /// Whether the connection can take another request: still open, and idle for less than `maxIdle` (functions'
+    /// servers close idle connections after a few seconds — Node's default is 5 s — and a request must not race
+    /// such a close).
+    func isFresh(maxIdle: Duration) -> Bool {
+        channel.isActive && ContinuousClock.now - lastUsed.withLock { $0 } < maxIdle
+    }
+
+    /// Sends `request` and streams the response to `onHead` and `onBody` (called on the connection's event loop).
+    /// Returns whether the connection may be used again (HTTP/1.1 keep-alive on both sides); past `maxBody`
+    /// bytes in all (nil: no limit) `.responseTooLarge` is thrown. A thrown error carries whether any of the
+    /// response had arrived (`FunctionConnection.Failure`).
+    func exchange(
+        _ request: HTTPRequest, extraHeaders: [(String, String)], maxBody: Int?,
+        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void
+    ) async throws -> Bool {
+        let head = Self.head(of: request, extraHeaders: extraHeaders)
+        let exchange = ResponseRelay.Exchange(
+            done: channel.eventLoop.makePromise(), maxBody: maxBody, onHead: onHead, onBody: onBody)
+        let channel = self.channel
+        let relay = self.relay
+        let body = request.body
+        let send = {
+            relay.arm(exchange)
+            guard channel.isActive else {
+                relay.requestFailed(FunctionConnection.Closed(detail: "the function closed the connection"))
+                return
+            }
+            // One write of the whole request: a function that answers after the head and closes at once must not
+            // find faasbox still writing (that failed as 'I/O on closed channel' under load).
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenFailure { relay.requestFailed($0) }
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: written)
+        }
+        if channel.eventLoop.inEventLoop { send() } else { channel.eventLoop.execute(send) }
+        let keepAlive = try await exchange.done.futureResult.get()
+        lastUsed.withLock { $0 = .now }
+        return keepAlive && channel.isActive
+    }
+
+    func close() { channel.close(promise: nil) }
+
+    /// Why an exchange failed, and whether any of the response had arrived by then.
+    struct Failure: Error, CustomStringConvertible {
+        let underlying: any Error
+        let responseStarted: Bool
+        var description: String { "\(underlying)" }
+    }
+
+    /// The connection ended before the response did (the caller finds out why: a crash, the OOM killer…).
+    struct Closed: Error, CustomStringConvertible {
+        let detail: String
+        var description: String { detail }
+    }
+
+    static func head(of request: HTTPRequest, extraHeaders: [(String, String)]) -> HTTPRequestHead {
+        var headers = HTTPHeaders(request.headers)
+        for (name, value) in extraHeaders { headers.replaceOrAdd(name: name, value: value) }
+        if !headers.contains(name: "Host") { headers.add(name: "Host", value: "127.0.0.1:\(SCFContract.functionPort)") }
+        headers.replaceOrAdd(name: "Content-Length", value: "\(request.body.count)")
+        return HTTPRequestHead(
+            version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.target, headers: headers)
+    }
+}
+
+/// Passes a function's response parts to the armed exchange as they are decoded, and completes it at the
+/// response's end (with whether the connection stays open) or with the error that cut it short (a callback's,
+/// the codec's, or the connection closing first). Touched only on the channel's event loop.
+private final class ResponseRelay: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+
+    struct Exchange {
+        let done: EventLoopPromise<Bool>
+        let maxBody: Int?
+        let onHead: @Sendable (HTTPResponse) throws -> Void
+        let onBody: @Sendable ([UInt8]) throws -> Void
+    }
+
+    private var current: Exchange?
+    private var received = 0
+    private var started = false
+    private var keepAlive = false
+
+    func arm(_ exchange: Exchange) {
+        current = exchange
+        received = 0
+        started = false
+        keepAlive = false
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let exchange = current else { return }  // nothing asked: a stray byte from the function
+        do {
+            switch unwrapInboundIn(data) {
+            case .head(let h):
+                started = true
+                keepAlive = h.isKeepAlive
+                try exchange.onHead(
+                    HTTPResponse(
+                        status: Int(h.status.code), reason: h.status.reasonPhrase,
+                        headers: h.headers.map { ($0.name, $0.value) }, body: []))
+            case .body(let buffer):
+                received += buffer.readableBytes
+                if let maxBody = exchange.maxBody, received > maxBody {
+                    throw BootstrapError.responseTooLarge(limit: maxBody)
+                }
+                try exchange.onBody(Array(buffer.readableBytesView))
+            case .end:
+                current = nil
+                if !keepAlive { context.close(promise: nil) }
+                exchange.done.succeed(keepAlive)
+            }
+        } catch {
+            fail(error, context: context)
         }
     }
 
-    /// The whole response, collected (up to `maxBody` bytes).
-    static func send(
-        _ request: HTTPRequest, over socket: OwnedFileDescriptor, group: EventLoopGroup,
-        extraHeaders: [(String, String)], maxBody: Int
-    ) async throws -> HTTPResponse {
-        let response = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
-        try await stream(
-            request, over: socket, group: group, extraHeaders: extraHeaders, maxBody: maxBody,
-            onHead: { head in response.withLock { $0 = head } },
-            onBody: { piece in response.withLock { $0.body += piece } })
-        return response.withLock { $0 }
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(error, context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(FunctionConnection.Closed(detail: "the function closed the connection before a complete response"), context: context)
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        fail(FunctionConnection.Closed(detail: "the connection to the function ended"), context: nil)
+    }
+
+    /// The request could not be sent: fails the armed exchange unless its response is already arriving (a
+    /// function may answer early and close; then the answer counts, and a cut-off one fails on its own).
+    func requestFailed(_ error: any Error) {
+        if !started { fail(error, context: nil) }
+    }
+
+    private func fail(_ error: any Error, context: ChannelHandlerContext?) {
+        context?.close(promise: nil)
+        guard let exchange = current else { return }
+        current = nil
+        exchange.done.fail(FunctionConnection.Failure(underlying: error, responseStarted: started))
     }
 }

@@ -35,10 +35,11 @@ public final class OutputCollector: Sendable {
 
     /// Starts reading both pipes; takes ownership of duplicates of their descriptors.
     func attach(stdout: OwnedFileDescriptor, stderr: OwnedFileDescriptor, group: EventLoopGroup) async throws {
+        let loop = group.next()  // both pipes on one loop: `end` waits for at most one
         for (fd, stream) in [(stdout, Line.Stream.stdout), (stderr, .stderr)] {
             let dup = fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 0)
             if dup < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
-            let channel = try await NIOPipeBootstrap(group: group)
+            let channel = try await NIOPipeBootstrap(group: loop)
                 .channelInitializer { channel in
                     channel.pipeline.addHandler(LineHandler(collector: self, stream: stream))
                 }
@@ -86,8 +87,9 @@ public final class OutputCollector: Sendable {
                 if ioctl(pipe.fd, UInt(FIONREAD), &unread) != 0 || unread == 0 { break }
                 try? await Task.sleep(for: .microseconds(100))
             }
-            // A read taken from the pipe is handled on the channel's event loop: let it finish.
-            try? await pipe.channel.eventLoop.submit {}.get()
+            // A read taken from the pipe is handled whole on the channel's event loop: let it finish (nothing to
+            // wait for when this task runs on that loop now).
+            if !pipe.channel.eventLoop.inEventLoop { try? await pipe.channel.eventLoop.submit {}.get() }
         }
         attribution.withLock { $0.active.removeAll { $0 == requestID } }
     }

@@ -171,7 +171,7 @@ public final class FunctionService: Sendable {
         }
         let outcome = await d.pool.run(.http(request), requestID: Self.newRequestID(), sink: sink)
         // The caller has the whole response, and the instance is free: the log and metrics come after.
-        if case .success = outcome.result { await sink.end() }
+        if case .success = outcome.result { sink.end() }
         _ = await finish(name, d, outcome)
         return outcome
     }

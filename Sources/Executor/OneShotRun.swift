@@ -40,15 +40,16 @@ public struct OneShotRun: Sendable {
 
     /// Where a web function's response goes as it arrives, instead of being collected into the result.
     public struct Sink: Sendable {
-        public let head: @Sendable (HTTPResponse) async throws -> Void
-        public let body: @Sendable ([UInt8]) async throws -> Void
+        /// Called on the instance connection's event loop: must not block.
+        public let head: @Sendable (HTTPResponse) throws -> Void
+        public let body: @Sendable ([UInt8]) throws -> Void
         /// The response is complete and the instance free for the next invocation (called before the
         /// invocation's log and metrics are written).
-        public let end: @Sendable () async -> Void
+        public let end: @Sendable () -> Void
         public init(
-            head: @escaping @Sendable (HTTPResponse) async throws -> Void,
-            body: @escaping @Sendable ([UInt8]) async throws -> Void,
-            end: @escaping @Sendable () async -> Void = {}
+            head: @escaping @Sendable (HTTPResponse) throws -> Void,
+            body: @escaping @Sendable ([UInt8]) throws -> Void,
+            end: @escaping @Sendable () -> Void = {}
         ) {
             self.head = head
             self.body = body
@@ -124,7 +125,7 @@ extension OneShotRun.Invocation {
                 request, requestID: requestID, timeout: timeout,
                 onHead: { h in
                     head.withLock { $0 = h }
-                    try await sink.head(h)
+                    try sink.head(h)
                 }, onBody: sink.body)
             return head.withLock { $0 }
         case (.event(let event), _): return try await instance.invokeEvent(event, requestID: requestID, timeout: timeout)

@@ -148,8 +148,22 @@ enum CgroupFile {
         if n < 0 { throw .syscall(.current("write", path: path)) }
     }
 
+    /// The whole file, with plain open/read/close (these files are small, and read on every invocation: the
+    /// peak memory of its REPORT line).
     static func read(_ path: String) -> String? {
-        try? String(contentsOfFile: path, encoding: .utf8)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer -> String? in
+            while true {
+                let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { return nil }
+                if n == 0 { return String(decoding: bytes, as: UTF8.self) }
+                bytes.append(contentsOf: buffer[..<n])
+            }
+        }
     }
 
     static func int(_ path: String) -> Int64? {

@@ -2,6 +2,8 @@ import ArgumentParser
 import Executor
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,11 +29,17 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var state: StateOptions
 
     func run() async throws {
+        // Swift concurrency's jobs run on NIO's event loops instead of a pool of their own: a request's tasks stay
+        // on the thread that reads its connection, with no thread hand-off per await (the warm web path went from
+        // ~1 ms to ~0.3 ms added, docs/benchmarks.md). First thing, before other concurrent work; where the runtime
+        // refuses (false), everything works as before, only slower. Blocking work goes through `runBlocking`.
+        let onEventLoops = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
             throw ValidationError("--listen takes HOST:PORT, got '\(listen)'")
         }
         var logger = Logger(label: "faasbox.serve")
         logger.logLevel = logLevel
+        logger.debug("concurrency on NIO's event loops: \(onEventLoops)")
         var options = FunctionService.Options()
         options.shutdownGrace = .milliseconds(Int(grace * 1000))
         options.policy.retryBackoff = .milliseconds(Int(retryBackoff * 1000))
