@@ -171,6 +171,8 @@ public actor EventQueue {
 
     /// The functions with events queued or running.
     var busyFunctions: [String] { depths.filter { $0.value > 0 }.map(\.key) }
+    /// Whether `function` has events queued or running.
+    func hasEvents(_ function: String) -> Bool { depths[function, default: 0] > 0 }
     /// Queued and running events per function.
     var depthByFunction: [String: Int] { depths }
 

@@ -215,7 +215,9 @@ public final class FunctionService: Sendable {
         if let cold = outcome.coldStart { lines.append(LogFormat.initReport(outcome.requestID, cold)) }
         let text = lines.joined(separator: "\n")
         await logs.append(LogEntry(requestID: outcome.requestID, function: name, at: StateDatabase.now(), text: text))
-        doorbell.ring()
+        // A freed concurrency slot matters to the dispatcher only when the function has async events waiting (no
+        // wake-up per web or sync call).
+        if await queue.hasEvents(name) { doorbell.ring() }
         return text
     }
 
