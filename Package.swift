@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "Bootstrap",
             dependencies: [
-                "ImageRuntime", "Sandbox", "SystemSupport",
+                "CSandbox", "ImageRuntime", "Sandbox", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -69,6 +69,8 @@ let package = Package(
                 "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -104,7 +104,7 @@ public final class FunctionInstance: Sendable {
         }
         let protocolKind: ProtocolKind
         do {
-            try await output.attach(stdout: process.stdout, stderr: process.stderr, group: group)
+            try output.attach(stdout: process.stdout, stderr: process.stderr)
             let execDone = clock.now
             protocolKind = try await waitUntilReady(process, config: config, runtimeAPI: runtimeServer?.api)
             timings.initFunction = clock.now - execDone
@@ -232,29 +232,32 @@ public final class FunctionInstance: Sendable {
         async throws(BootstrapError) -> HTTPResponse
     {
         let response = Mutex(HTTPResponse(status: 0, reason: "", headers: [], body: []))
-        try await forward(request, requestID: requestID, maxResponseBytes: maxResponseBytes) { head in
-            response.withLock { $0 = head }
-        } onBody: { piece in
-            response.withLock { $0.body += piece }
-        }
+        try await forward(
+            request, requestID: requestID, maxResponseBytes: maxResponseBytes,
+            onHead: { head in response.withLock { $0 = head } }, onBody: { piece in response.withLock { $0.body += piece } },
+            onEnd: {})
         return response.withLock { $0 }
     }
 
     /// Forwards an HTTP request and passes the response on as it arrives — the head, then each piece of the body
-    /// (chunked responses and server-sent events are not buffered) — bounded by `timeout` like `invoke`.
+    /// (chunked responses and server-sent events are not buffered), then `onEnd` the moment it is complete (on
+    /// the connection's event loop, before the output is attributed) — bounded by `timeout` like `invoke`.
     public func invokeStreaming(
         _ request: HTTPRequest, requestID: String, timeout: Duration,
         onHead: @escaping @Sendable (HTTPResponse) throws -> Void,
-        onBody: @escaping @Sendable ([UInt8]) throws -> Void
+        onBody: @escaping @Sendable ([UInt8]) throws -> Void,
+        onEnd: @escaping @Sendable () -> Void = {}
     ) async throws(BootstrapError) {
         try await bounded(by: timeout) {
-            try await self.forward(request, requestID: requestID, maxResponseBytes: nil, onHead: onHead, onBody: onBody)
+            try await self.forward(
+                request, requestID: requestID, maxResponseBytes: nil, onHead: onHead, onBody: onBody, onEnd: onEnd)
         }
     }
 
     private func forward(
         _ request: HTTPRequest, requestID: String, maxResponseBytes: Int?,
-        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void
+        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void,
+        onEnd: @escaping @Sendable () -> Void
     ) async throws(BootstrapError) {
         if request.body.count > SCFContract.maxSyncPayloadBytes {
             throw .requestTooLarge(request.body.count, limit: SCFContract.maxSyncPayloadBytes)
@@ -262,7 +265,8 @@ public final class FunctionInstance: Sendable {
         try await attributing(to: requestID) { () throws(BootstrapError) in
             do {
                 try await exchange(
-                    request, requestID: requestID, maxResponseBytes: maxResponseBytes, onHead: onHead, onBody: onBody)
+                    request, requestID: requestID, maxResponseBytes: maxResponseBytes, onHead: onHead, onBody: onBody,
+                    onEnd: onEnd)
             } catch let error as BootstrapError {
                 throw error
             } catch {
@@ -279,14 +283,15 @@ public final class FunctionInstance: Sendable {
     /// replaced once, for methods that may be repeated (RFC 9110 §9.2.2).
     private func exchange(
         _ request: HTTPRequest, requestID: String, maxResponseBytes: Int?,
-        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void
+        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void,
+        onEnd: @escaping @Sendable () -> Void
     ) async throws {
         var (connection, reused) = try await takeConnection()
         while true {
             do {
                 let keep = try await connection.exchange(
                     request, extraHeaders: contextHeaders(requestID), maxBody: maxResponseBytes, onHead: onHead,
-                    onBody: onBody)
+                    onBody: onBody, onEnd: onEnd)
                 if keep { keepConnection(connection) } else { connection.close() }
                 return
             } catch let failure as FunctionConnection.Failure {
@@ -335,10 +340,10 @@ public final class FunctionInstance: Sendable {
         output.begin(requestID)
         do {
             let result = try await body()
-            await output.end(requestID)
+            output.end(requestID)
             return result
         } catch {
-            await output.end(requestID)
+            output.end(requestID)
             throw error
         }
     }

@@ -92,17 +92,19 @@ final class FunctionConnection: Sendable {
         channel.isActive && ContinuousClock.now - lastUsed.withLock { $0 } < maxIdle
     }
 
-    /// Sends `request` and streams the response to `onHead` and `onBody` (called on the connection's event loop).
-    /// Returns whether the connection may be used again (HTTP/1.1 keep-alive on both sides); past `maxBody`
+    /// Sends `request` and streams the response to `onHead`, `onBody` and, once it is complete, `onEnd` (all
+    /// called on the connection's event loop, `onEnd` before this returns: the caller's response can end before
+    /// the task that awaits this one resumes). Returns whether the connection may be used again (HTTP/1.1 keep-alive on both sides); past `maxBody`
     /// bytes in all (nil: no limit) `.responseTooLarge` is thrown. A thrown error carries whether any of the
     /// response had arrived (`FunctionConnection.Failure`).
     func exchange(
         _ request: HTTPRequest, extraHeaders: [(String, String)], maxBody: Int?,
-        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void
+        onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void,
+        onEnd: @escaping @Sendable () -> Void
     ) async throws -> Bool {
         let head = Self.head(of: request, extraHeaders: extraHeaders)
         let exchange = ResponseRelay.Exchange(
-            done: channel.eventLoop.makePromise(), maxBody: maxBody, onHead: onHead, onBody: onBody)
+            done: channel.eventLoop.makePromise(), maxBody: maxBody, onHead: onHead, onBody: onBody, onEnd: onEnd)
         let channel = self.channel
         let relay = self.relay
         let body = request.body
@@ -162,6 +164,7 @@ private final class ResponseRelay: ChannelInboundHandler, @unchecked Sendable {
         let maxBody: Int?
         let onHead: @Sendable (HTTPResponse) throws -> Void
         let onBody: @Sendable ([UInt8]) throws -> Void
+        let onEnd: @Sendable () -> Void
     }
 
     private var current: Exchange?
@@ -196,6 +199,7 @@ private final class ResponseRelay: ChannelInboundHandler, @unchecked Sendable {
             case .end:
                 current = nil
                 if !keepAlive { context.close(promise: nil) }
+                exchange.onEnd()
                 exchange.done.succeed(keepAlive)
             }
         } catch {

@@ -1,5 +1,5 @@
-import NIOCore
-import NIOPosix
+import CSandbox
+import Foundation
 import Synchronization
 import SystemSupport
 
@@ -7,9 +7,13 @@ import SystemSupport
     import Glibc
 #endif
 
-/// Collects a sandboxed program's stdout and stderr as lines, on NIO's event loops (no thread per pipe). Each
-/// line is attributed to the invocation it belongs to: the latest one begun and not yet ended, or else the last
-/// one that ended (output that trails a response belongs to it); nil before the first (the init's output).
+/// Collects a sandboxed program's stdout and stderr as lines. Each line is attributed to the invocation it
+/// belongs to: the latest one begun and not yet ended, or else the last one that ended (output that trails a
+/// response belongs to it); nil before the first (the init's output).
+///
+/// The pipes are read by one shared thread (`OutputReader`, epoll) whenever the function writes, and by
+/// `end` itself: both read under the collector's lock, so when an invocation ends, everything its function
+/// wrote before answering is already in lines — no waiting, and no hand-off to another thread on the warm path.
 public final class OutputCollector: Sendable {
     public struct Line: Sendable {
         public enum Stream: Sendable { case stdout, stderr }
@@ -23,10 +27,17 @@ public final class OutputCollector: Sendable {
         var last: String?
     }
 
+    /// A pipe's read end (non-blocking) and the part of a line read so far; nil once it reached EOF.
+    private struct Pipe {
+        let stream: Line.Stream
+        var fd: CInt?
+        var pending: [UInt8] = []
+    }
+
     private let lines = Mutex<[Line]>([])
     private let attribution = Mutex(Attribution())
-    /// The pipes' read ends (for FIONREAD) and their channels, once attached.
-    private let pipes = Mutex<[(fd: CInt, channel: Channel)]>([])
+    /// Reads of the pipes happen under this lock (by the reader thread or by `end`).
+    private let pipes = Mutex<[Pipe]>([])
     private let maxLines: Int
     private let closedStreams = Atomic<Int>(0)
 
@@ -34,18 +45,67 @@ public final class OutputCollector: Sendable {
     public init(maxLines: Int = 10_000) { self.maxLines = max(1, maxLines) }
 
     /// Starts reading both pipes; takes ownership of duplicates of their descriptors.
-    func attach(stdout: OwnedFileDescriptor, stderr: OwnedFileDescriptor, group: EventLoopGroup) async throws {
-        let loop = group.next()  // both pipes on one loop: `end` waits for at most one
+    func attach(stdout: OwnedFileDescriptor, stderr: OwnedFileDescriptor) throws {
         for (fd, stream) in [(stdout, Line.Stream.stdout), (stderr, .stderr)] {
             let dup = fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 0)
             if dup < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
-            let channel = try await NIOPipeBootstrap(group: loop)
-                .channelInitializer { channel in
-                    channel.pipeline.addHandler(LineHandler(collector: self, stream: stream))
-                }
-                .takingOwnershipOfDescriptor(input: dup).get()
-            pipes.withLock { $0.append((fd.rawValue, channel)) }
+            _ = fcntl(dup, F_SETFL, fcntl(dup, F_GETFL) | O_NONBLOCK)
+            let index = pipes.withLock { pipes in
+                pipes.append(Pipe(stream: stream, fd: dup))
+                return pipes.count - 1
+            }
+            do { try OutputReader.shared.watch(dup, collector: self, pipe: index) } catch {
+                drain(pipe: index)
+                throw error
+            }
         }
+    }
+
+    /// Reads what pipe `index` holds now (up to EOF, which closes it); called by the reader thread when the
+    /// pipe is readable, and by `end`.
+    func drain(pipe index: Int) {
+        pipes.withLock { pipes in
+            guard let fd = pipes[index].fd else { return }
+            var chunk = [UInt8](repeating: 0, count: 16384)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    split(chunk[..<n], into: &pipes[index])
+                    if n < chunk.count { return }  // a pipe gives all it holds at once: it is empty now
+                } else if n < 0 && (errno == EINTR) {
+                    continue
+                } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    return
+                } else {  // EOF (or an error that ends the stream)
+                    if !pipes[index].pending.isEmpty {
+                        append(Line(stream: pipes[index].stream, text: String(decoding: pipes[index].pending, as: UTF8.self)))
+                        pipes[index].pending = []
+                    }
+                    OutputReader.shared.unwatch(fd)
+                    close(fd)
+                    pipes[index].fd = nil
+                    closedStreams.add(1, ordering: .releasing)
+                    return
+                }
+            }
+        }
+    }
+
+    private func split(_ bytes: ArraySlice<UInt8>, into pipe: inout Pipe) {
+        var start = bytes.startIndex
+        while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            let text: String
+            if pipe.pending.isEmpty {
+                text = String(decoding: bytes[start..<newline], as: UTF8.self)
+            } else {
+                pipe.pending.append(contentsOf: bytes[start..<newline])
+                text = String(decoding: pipe.pending, as: UTF8.self)
+                pipe.pending = []
+            }
+            append(Line(stream: pipe.stream, text: text))
+            start = newline + 1
+        }
+        pipe.pending.append(contentsOf: bytes[start...])
     }
 
     func append(_ line: Line) {
@@ -77,20 +137,11 @@ public final class OutputCollector: Sendable {
         }
     }
 
-    /// An invocation ends. What the function wrote before it answered is read first (waiting up to ~5 ms for
-    /// the pipes to drain), so that it is attributed to this invocation and not to the next one.
-    func end(_ requestID: String) async {
-        let pipes = self.pipes.withLock { $0 }
-        for pipe in pipes {
-            for _ in 0..<50 {
-                var unread: CInt = 0
-                if ioctl(pipe.fd, UInt(FIONREAD), &unread) != 0 || unread == 0 { break }
-                try? await Task.sleep(for: .microseconds(100))
-            }
-            // A read taken from the pipe is handled whole on the channel's event loop: let it finish (nothing to
-            // wait for when this task runs on that loop now).
-            if !pipe.channel.eventLoop.inEventLoop { try? await pipe.channel.eventLoop.submit {}.get() }
-        }
+    /// An invocation ends. What the function wrote before it answered is in the pipes or already read: it is
+    /// read now, so that it is attributed to this invocation and not to the next one.
+    func end(_ requestID: String) {
+        let count = pipes.withLock { $0.count }
+        for index in 0..<count { drain(pipe: index) }
         attribution.withLock { $0.active.removeAll { $0 == requestID } }
     }
 
@@ -98,8 +149,6 @@ public final class OutputCollector: Sendable {
     public func lines(for requestID: String, includingInit: Bool = false) -> [Line] {
         snapshot.filter { $0.requestID == requestID || (includingInit && $0.requestID == nil) }
     }
-
-    func streamClosed() { closedStreams.add(1, ordering: .relaxed) }
 
     /// Everything collected so far.
     public var snapshot: [Line] { lines.withLock { $0 } }
@@ -110,37 +159,75 @@ public final class OutputCollector: Sendable {
     /// Waits (up to `timeout`) until both pipes reached EOF, i.e. the instance is gone.
     public func waitForEOF(timeout: Duration = .milliseconds(500)) async {
         let deadline = ContinuousClock.now + timeout
-        while closedStreams.load(ordering: .relaxed) < 2 && ContinuousClock.now < deadline {
+        while closedStreams.load(ordering: .acquiring) < 2 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    deinit {
+        pipes.withLock { pipes in
+            for case let fd? in pipes.map(\.fd) {
+                OutputReader.shared.unwatch(fd)
+                close(fd)
+            }
         }
     }
 }
 
-private final class LineHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    let collector: OutputCollector
-    let stream: OutputCollector.Line.Stream
-    var pending: [UInt8] = []
+/// The thread that reads every instance's output pipes: one epoll set, level-triggered; a readable pipe is
+/// drained into its collector. Cheap to keep for hundreds of idle instances (two descriptors each, no thread
+/// or event-loop channel per pipe).
+final class OutputReader: Sendable {
+    static let shared = OutputReader()
 
-    init(collector: OutputCollector, stream: OutputCollector.Line.Stream) {
-        self.collector = collector
-        self.stream = stream
+    private let epoll: CInt
+    /// Watched pipes by key (the key, not the descriptor, travels in epoll's events: a descriptor number can
+    /// be reused as soon as it is closed).
+    private let watched = Mutex<(byKey: [UInt64: (OutputCollector, Int)], keyOfFD: [CInt: UInt64], next: UInt64)>(
+        ([:], [:], 1))
+
+    private init() {
+        epoll = fb_epoll_create()
+        if epoll < 0 { fatalError("epoll_create1: \(String(cString: strerror(-epoll)))") }
+        let thread = Thread { [self] in run() }
+        thread.name = "faasbox-output"
+        thread.start()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        pending.append(contentsOf: buffer.readableBytesView)
-        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-            collector.append(.init(stream: stream, text: String(decoding: pending[..<newline], as: UTF8.self)))
-            pending.removeSubrange(...newline)
+    func watch(_ fd: CInt, collector: OutputCollector, pipe: Int) throws(SystemCallError) {
+        let key = watched.withLock { w in
+            let key = w.next
+            w.next += 1
+            w.byKey[key] = (collector, pipe)
+            w.keyOfFD[fd] = key
+            return key
+        }
+        let rc = fb_epoll_add(epoll, fd, key)
+        if rc != 0 {
+            unwatch(fd)
+            throw .negated("epoll_ctl(EPOLL_CTL_ADD)", rc)
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        if !pending.isEmpty { collector.append(.init(stream: stream, text: String(decoding: pending, as: UTF8.self))) }
-        pending = []
-        collector.streamClosed()
+    /// Stops watching `fd` (before it is closed).
+    func unwatch(_ fd: CInt) {
+        let known = watched.withLock { w -> Bool in
+            guard let key = w.keyOfFD.removeValue(forKey: fd) else { return false }
+            w.byKey[key] = nil
+            return true
+        }
+        if known { _ = fb_epoll_del(epoll, fd) }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+    private func run() {
+        var keys = [UInt64](repeating: 0, count: 64)
+        while true {
+            let n = keys.withUnsafeMutableBufferPointer { fb_epoll_wait(epoll, $0.baseAddress, CInt($0.count), -1) }
+            guard n > 0 else { continue }  // -EINTR
+            for key in keys[..<Int(n)] {
+                guard let (collector, pipe) = watched.withLock({ $0.byKey[key] }) else { continue }
+                collector.drain(pipe: pipe)
+            }
+        }
+    }
 }

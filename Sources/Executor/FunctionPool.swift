@@ -1,6 +1,8 @@
 import Bootstrap
 import Foundation
 import ImageRuntime
+import Synchronization
+import SystemSupport
 
 /// The instances of one function: a warm idle instance is reused for the next invocation (same process, same
 /// /tmp), each instance takes one invocation at a time, at most `concurrency` invocations run at once (the
@@ -79,22 +81,82 @@ public actor FunctionPool {
 
     /// Invokes the function once: on an idle instance if there is one, else on a new one. With `sink`, a web
     /// function's response goes there as it arrives (the outcome's response then has no body). Over the
-    /// concurrency limit the outcome is a 432 at once.
+    /// concurrency limit the outcome is a 432 at once — unless an invocation in flight has already answered its
+    /// caller and is only finishing its bookkeeping: then this one waits for its slot (a client that sends its
+    /// next request the moment it has the last answer is not over the limit).
     /// `reserved`: the caller holds a slot from `reserve` for this invocation (the async dispatcher does).
-    public func run(
+    public nonisolated func run(
         _ invocation: OneShotRun.Invocation, requestID: String, sink: OneShotRun.Sink? = nil, reserved: Bool = false
     ) async -> Outcome {
-        if !reserved {
-            if draining { return .refused(requestID, .cancelled) }
-            guard inFlight < concurrency else { return .refused(requestID, .concurrencyLimitExceeded(limit: concurrency)) }
-            inFlight += 1
+        let answered = AtomicFlag()
+        let sink = sink.map { sink in
+            OneShotRun.Sink(
+                head: sink.head, body: sink.body,
+                end: {
+                    if answered.setOnce() { self.answeredInFlight.add(1, ordering: .releasing) }
+                    sink.end()
+                })
         }
-        defer { inFlight -= 1 }
-        if draining { return .refused(requestID, .cancelled) }
-        if config.kind == .job { return await runJob(invocation, requestID: requestID) }
+        switch await deliver(invocation, requestID: requestID, sink: sink, reserved: reserved, answered: answered) {
+        case .outcome(let outcome): return outcome
+        case .delivered(let d):
+            // After the instance and the slot are free: the next invocation need not wait for this bookkeeping.
+            return Outcome(
+                requestID: requestID, instanceID: d.instance.id, result: d.result,
+                coldStart: d.cold ? d.instance.timings : nil, duration: d.duration,
+                maxMemoryUsedBytes: d.peak ?? d.instance.maxMemoryUsed,
+                logLines: d.instance.output.take(for: requestID, includingInit: d.cold).map(\.text))
+        }
+    }
+
+    /// An invocation an instance took (its outcome is built once the instance is free), or a finished outcome
+    /// (refused, or a job's).
+    private enum Delivery {
+        case outcome(Outcome)
+        case delivered(
+            instance: FunctionInstance, result: Result<HTTPResponse, BootstrapError>, cold: Bool, duration: Duration,
+            peak: Int64?)
+    }
+
+    /// Invocations whose caller already has the whole response (their instance and slot are about to be free).
+    private nonisolated let answeredInFlight = Atomic<Int>(0)
+    /// Invocations waiting for the slot of one that has answered; each is handed that slot (`freeSlot`).
+    private var slotWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Invocations waiting for the instance of one that has answered (`takeInstance`).
+    private var instanceWaiters: [CheckedContinuation<Void, Never>] = []
+
+    private func wakeInstanceWaiters() {
+        let waiters = instanceWaiters
+        instanceWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func deliver(
+        _ invocation: OneShotRun.Invocation, requestID: String, sink: OneShotRun.Sink?, reserved: Bool,
+        answered: AtomicFlag
+    ) async -> Delivery {
+        if !reserved {
+            if draining { return .outcome(.refused(requestID, .cancelled)) }
+            if inFlight < concurrency {
+                inFlight += 1
+            } else if answeredInFlight.load(ordering: .acquiring) > 0 {
+                await withCheckedContinuation { slotWaiters.append($0) }
+            } else {
+                return .outcome(.refused(requestID, .concurrencyLimitExceeded(limit: concurrency)))
+            }
+        }
+        defer {
+            if answered.isSet {
+                answeredInFlight.subtract(1, ordering: .releasing)
+                wakeInstanceWaiters()
+            }
+            freeSlot()
+        }
+        if draining { return .outcome(.refused(requestID, .cancelled)) }
+        if config.kind == .job { return .outcome(await runJob(invocation, requestID: requestID)) }
         let instance: FunctionInstance
         let cold: Bool
-        do { (instance, cold) = try await takeInstance() } catch { return .refused(requestID, error) }
+        do { (instance, cold) = try await takeInstance() } catch { return .outcome(.refused(requestID, error)) }
         busy[instance.id] = instance
         defer { busy[instance.id] = nil }
         let begin = ContinuousClock.now
@@ -106,17 +168,26 @@ public actor FunctionPool {
             result = .failure(error)
         }
         let duration = ContinuousClock.now - begin
-        let outcome = Outcome(
-            requestID: requestID, instanceID: instance.id, result: result, coldStart: cold ? instance.timings : nil,
-            duration: duration,
-            maxMemoryUsedBytes: instance.maxMemoryUsed,
-            logLines: instance.output.take(for: requestID, includingInit: cold).map(\.text))
-        // A function error (430) leaves the instance as it was; any other failure may have ended it.
+        // A function error (430) leaves the instance as it was; any other failure may have ended it (its peak
+        // memory is read before its cgroup goes).
         switch result {
-        case .success, .failure(.functionError): await giveBack(instance)
-        case .failure: await stopInstance(instance)
+        case .success, .failure(.functionError):
+            await giveBack(instance)
+            return .delivered(instance: instance, result: result, cold: cold, duration: duration, peak: nil)
+        case .failure:
+            let peak = instance.maxMemoryUsed
+            await stopInstance(instance)
+            return .delivered(instance: instance, result: result, cold: cold, duration: duration, peak: peak)
         }
-        return outcome
+    }
+
+    /// Ends an invocation's hold on its slot: handed to the first waiter, if any, else freed.
+    private func freeSlot() {
+        if slotWaiters.isEmpty {
+            inFlight -= 1
+        } else {
+            slotWaiters.removeFirst().resume()
+        }
     }
 
     /// Takes up to `count` of the free slots for invocations to come (each then passed to `run` with
@@ -127,7 +198,9 @@ public actor FunctionPool {
         return granted
     }
 
-    public func release(_ count: Int) { inFlight -= count }
+    public func release(_ count: Int) {
+        for _ in 0..<count { freeSlot() }
+    }
 
     /// A job is its own instance: started with the event, run to exit, released.
     private func runJob(_ invocation: OneShotRun.Invocation, requestID: String) async -> Outcome {
@@ -238,10 +311,17 @@ public actor FunctionPool {
         return idle.map { info($0.instance, "idle") } + busy.values.sorted { $0.id < $1.id }.map { info($0, "busy") }
     }
 
+    /// An idle instance; or, when an invocation in flight has answered its caller, the instance it is about to
+    /// give back (microseconds, against a cold start's milliseconds: a client's next call reuses the instance
+    /// of its last); else a new one.
     private func takeInstance() async throws(BootstrapError) -> (FunctionInstance, cold: Bool) {
-        while let entry = idle.popLast() {
-            if entry.instance.process.exitStatus == nil { return (entry.instance, false) }
-            await stopInstance(entry.instance)  // died while idle
+        while true {
+            while let entry = idle.popLast() {
+                if entry.instance.process.exitStatus == nil { return (entry.instance, false) }
+                await stopInstance(entry.instance)  // died while idle
+            }
+            guard !draining, answeredInFlight.load(ordering: .acquiring) > 0 else { break }
+            await withCheckedContinuation { instanceWaiters.append($0) }
         }
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
         return (instance, true)

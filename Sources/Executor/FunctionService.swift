@@ -143,7 +143,7 @@ public final class FunctionService: Sendable {
 
     // MARK: invocations
 
-    static func newRequestID() -> String { UUID().uuidString.lowercased() }
+    static func newRequestID() -> String { RequestID.make() }
 
     /// Invokes an event or job function and waits for its result (the contract's shape; `Log` when `tail`).
     public func invoke(_ name: String, event: [UInt8], tail: Bool) async throws(ServiceError) -> InvokeResult {
@@ -169,9 +169,8 @@ public final class FunctionService: Sendable {
         if request.body.count > SCFContract.maxSyncPayloadBytes {
             throw .invocation(.requestTooLarge(request.body.count, limit: SCFContract.maxSyncPayloadBytes))
         }
+        // The caller's response ended with the function's (`sink.end`); the log and metrics come after.
         let outcome = await d.pool.run(.http(request), requestID: Self.newRequestID(), sink: sink)
-        // The caller has the whole response, and the instance is free: the log and metrics come after.
-        if case .success = outcome.result { sink.end() }
         _ = await finish(name, d, outcome)
         return outcome
     }

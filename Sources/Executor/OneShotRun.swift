@@ -43,8 +43,8 @@ public struct OneShotRun: Sendable {
         /// Called on the instance connection's event loop: must not block.
         public let head: @Sendable (HTTPResponse) throws -> Void
         public let body: @Sendable ([UInt8]) throws -> Void
-        /// The response is complete and the instance free for the next invocation (called before the
-        /// invocation's log and metrics are written).
+        /// The response is complete: called on the connection's event loop the moment its last byte arrives,
+        /// before the function's output is attributed and the invocation's log and metrics are written.
         public let end: @Sendable () -> Void
         public init(
             head: @escaping @Sendable (HTTPResponse) throws -> Void,
@@ -71,7 +71,7 @@ public struct OneShotRun: Sendable {
                 try FunctionInstance.validateEvent(event)
             }
         }
-        let requestID = UUID().uuidString.lowercased()
+        let requestID = RequestID.make()
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: jobEvent)
         let clock = ContinuousClock()
         let begin = clock.now
@@ -126,7 +126,7 @@ extension OneShotRun.Invocation {
                 onHead: { h in
                     head.withLock { $0 = h }
                     try sink.head(h)
-                }, onBody: sink.body)
+                }, onBody: sink.body, onEnd: sink.end)
             return head.withLock { $0 }
         case (.event(let event), _): return try await instance.invokeEvent(event, requestID: requestID, timeout: timeout)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import ImageRuntime
 import Logging
 import NIOCore
@@ -19,6 +20,9 @@ public enum Server {
         let service = try await FunctionService.open(store: store, options: options, logger: logger)
         let app = Application(
             router: ServiceAPI.router(service),
+            server: HTTPServerBuilder { responder in
+                WebFrontedHTTP1Channel(base: HTTP1Channel(responder: responder), service: service)
+            },
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? port

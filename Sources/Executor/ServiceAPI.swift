@@ -55,14 +55,7 @@ public enum ServiceAPI {
                 return json(try await service.logs(try name(context), requestID: id, limit: limit))
             }
         }
-        let methods: [HTTPTypes.HTTPRequest.Method] = [.get, .post, .put, .delete, .patch, .head, .options]
-        for method in methods {
-            for path in ["/web/:name", "/web/:name/**"] {
-                router.on(RouterPath(path), method: method) { request, context in
-                    try await handle { try await WebPassthrough.forward(service, request, try name(context)) }
-                }
-            }
-        }
+        // `/web/{name}/…` never reaches the router: WebPassthroughHandler answers it in front of Hummingbird.
         return router
     }
 
@@ -98,8 +91,17 @@ public enum ServiceAPI {
     }
 
     static func errorResponse(_ error: ServiceError) -> Response {
+        Response(
+            status: .init(code: error.status), headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: errorJSON(error))))
+    }
+
+    /// `{"Error": {"Code", "Message"}}` for `error`.
+    static func errorJSON(_ error: ServiceError) -> [UInt8] {
         let body = ["Error": ["Code": error.codeName, "Message": error.description]]
-        return json(body, status: .init(code: error.status))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array((try? encoder.encode(body)) ?? Data("{}".utf8))
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, requestID: String? = nil) -> Response {

@@ -1,59 +1,28 @@
 import Bootstrap
-import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import Logging
 import NIOCore
-import Synchronization
+import NIOHTTP1
 
 /// `ANY /web/{name}/{path…}`: the caller's request forwarded to a web function's instance (method, path after
 /// the function's name, query, headers, body), its response passed back as it arrives.
+///
+/// This is the warm path that users time, so it does not go through Hummingbird's router: a channel handler
+/// at the front of each connection's pipeline (`WebPassthroughHandler`, right after NIO's HTTP/1 decoder)
+/// takes `/web/` requests and writes the function's response parts straight back on the event loop they
+/// arrive on; every other request goes on to the API's router (docs/benchmarks.md, "Warm path").
 enum WebPassthrough {
     /// Headers that describe one connection, not the message: never forwarded either way (RFC 9110 §7.6.1).
     static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
     ]
 
-    static func forward(_ service: FunctionService, _ request: Request, _ name: String) async throws -> Response {
-        var request = request
-        let body = try await ServiceAPI.collect(&request, limit: SCFContract.maxSyncPayloadBytes)
-        let forwarded = Bootstrap.HTTPRequest(
-            method: request.method.rawValue, target: target(request.head.path ?? "/", name: name),
-            headers: request.headers.filter { !hopByHop.contains($0.name.canonicalName) }.map { ($0.name.rawName, $0.value) },
-            body: body)
-        // The caller's response ends as soon as the function's does (`end`), before the invocation's bookkeeping.
-        let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
-        let head = Promise<Bootstrap.HTTPResponse>()
-        let sink = OneShotRun.Sink(
-            head: { head.fulfill(.success($0)) },
-            body: { continuation.yield(ByteBuffer(bytes: $0)) },
-            end: { continuation.finish() })
-        Task {
-            do {
-                let outcome = try await service.invokeWeb(name, request: forwarded, sink: sink)
-                if case .failure(let error) = outcome.result {
-                    head.fulfill(.failure(ServiceError.invocation(error)))
-                    continuation.finish(throwing: error)
-                } else {
-                    continuation.finish()
-                }
-            } catch {
-                head.fulfill(.failure(error))
-                continuation.finish(throwing: error)
-            }
-        }
-        let response = try await head.value
-        var fields = HTTPFields()
-        var length: Int?
-        for (key, value) in response.headers where !hopByHop.contains(key.lowercased()) {
-            guard let field = HTTPField.Name(key) else { continue }
-            if field == .contentLength { length = Int(value) }
-            fields.append(HTTPField(name: field, value: value))
-        }
-        return Response(
-            status: .init(code: response.status, reasonPhrase: response.reason), headers: fields,
-            body: ResponseBody(contentLength: length) { writer in
-                for try await chunk in chunks { try await writer.write(chunk) }
-                try await writer.finish(nil)
-            })
+    /// The function named by a `/web/{name}` or `/web/{name}/…` request target; nil for any other target.
+    static func functionName(_ target: String) -> String? {
+        guard target.hasPrefix("/web/") else { return nil }
+        let name = target.dropFirst(5).prefix { $0 != "/" && $0 != "?" }
+        return name.isEmpty ? nil : String(name)
     }
 
     /// The request target the function sees: what follows `/web/{name}` (at least `/`), query included.
@@ -63,32 +32,297 @@ enum WebPassthrough {
         if !rest.hasPrefix("/") { rest = "/" + rest }
         return rest
     }
-}
 
-/// A value that arrives once, awaited by one caller.
-final class Promise<Value: Sendable>: Sendable {
-    private let state = Mutex<(result: Result<Value, any Error>?, waiter: CheckedContinuation<Value, any Error>?)>((nil, nil))
-
-    /// Sets the value (or error); later calls are ignored.
-    func fulfill(_ result: Result<Value, any Error>) {
-        let waiter = state.withLock { s -> CheckedContinuation<Value, any Error>? in
-            guard s.result == nil else { return nil }
-            s.result = result
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        waiter?.resume(with: result)
+    /// The request as the function gets it (hop-by-hop headers dropped; faasbox adds the X-Scf-* ones).
+    static func request(_ head: HTTPRequestHead, name: String, body: ByteBuffer?) -> Bootstrap.HTTPRequest {
+        Bootstrap.HTTPRequest(
+            method: head.method.rawValue, target: target(head.uri, name: name),
+            headers: head.headers.filter { !hopByHop.contains($0.name.lowercased()) }.map { ($0.name, $0.value) },
+            body: body.map { Array($0.readableBytesView) } ?? [])
     }
 
-    var value: Value {
-        get async throws {
-            try await withCheckedThrowingContinuation { c in
-                let ready = state.withLock { s -> Result<Value, any Error>? in
-                    if s.result == nil { s.waiter = c }
-                    return s.result
-                }
-                if let ready { c.resume(with: ready) }
+    /// The response head the caller gets: the function's, less its hop-by-hop headers, framed for the caller's
+    /// connection (NIO's encoder adds chunked framing when the function gave no length).
+    static func responseHead(_ response: Bootstrap.HTTPResponse, version: HTTPVersion, keepAlive: Bool) -> HTTPResponseHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(response.headers.count + 1)
+        for (name, value) in response.headers where !hopByHop.contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        if !keepAlive {
+            headers.add(name: "Connection", value: "close")
+        } else if version.minor == 0 {
+            headers.add(name: "Connection", value: "keep-alive")
+        }
+        return HTTPResponseHead(
+            version: version, status: HTTPResponseStatus(statusCode: response.status, reasonPhrase: response.reason),
+            headers: headers)
+    }
+}
+
+/// Hummingbird's HTTP/1 channel with `WebPassthroughHandler` in front of its request handling.
+struct WebFrontedHTTP1Channel: ServerChildChannel {
+    let base: HTTP1Channel
+    let service: FunctionService
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
+        let service = self.service
+        return base.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try pipeline.addHandler(WebPassthroughHandler(service: service), position: .after(decoder))
+            return value
+        }
+    }
+
+    func handle(value: HTTP1Channel.Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+}
+
+/// Takes `/web/{name}/…` requests off a connection and answers them from the function; passes every other
+/// request on to Hummingbird. Requests are answered in order, one at a time: a request that arrives
+/// (pipelined) while another's response is still being written waits in `queued`, and while a web response
+/// is being written no more is read from the caller. Touched only on the connection's event loop.
+final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum Phase { case idle, api, web }
+
+    /// The web request being read or answered.
+    private struct WebCall {
+        let head: HTTPRequestHead
+        let name: String
+        var body: ByteBuffer?
+        /// Refused (too large) while it was read: the rest of it is dropped.
+        var refused = false
+        /// The response head went out.
+        var answered = false
+    }
+
+    private let service: FunctionService
+    private var phase = Phase.idle
+    private var requestOpen = false
+    private var responseOpen = false
+    private var web: WebCall?
+    /// Tells a web call's callbacks from those of an earlier one (or of one whose connection closed).
+    private var generation = 0
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var readPending = false
+    private var flushPending = false
+    /// The server is shutting down (or the caller asked): close once the current response is written.
+    private var closeAfterResponse = false
+
+    init(service: FunctionService) { self.service = service }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if queued.isEmpty { dispatch(part, context: context) } else { queued.append(part) }
+    }
+
+    private func dispatch(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
+        case .head(let head):
+            guard phase == .idle else { return queued.append(part) }
+            requestOpen = true
+            responseOpen = true
+            if let name = WebPassthrough.functionName(head.uri) {
+                phase = .web
+                web = WebCall(head: head, name: name)
+            } else {
+                phase = .api
+                context.fireChannelRead(wrapInboundOut(part))
+            }
+        case .body(var buffer):
+            if phase == .api { return context.fireChannelRead(wrapInboundOut(part)) }
+            guard phase == .web, var call = web, !call.refused else { return }
+            let size = (call.body?.readableBytes ?? 0) + buffer.readableBytes
+            if size > SCFContract.maxSyncPayloadBytes {
+                call.refused = true
+                web = call
+                closeAfterResponse = true
+                return writeError(
+                    .invocation(.requestTooLarge(size, limit: SCFContract.maxSyncPayloadBytes)), context: context)
+            }
+            if call.body == nil { call.body = buffer } else { call.body!.writeBuffer(&buffer) }
+            web = call
+        case .end:
+            requestOpen = false
+            switch phase {
+            case .api:
+                context.fireChannelRead(wrapInboundOut(part))
+                settle(context: context)
+            case .web:
+                if let call = web, !call.refused { invoke(call, context: context) } else { settle(context: context) }
+            case .idle: break
             }
         }
+    }
+
+    /// Starts the invocation of a fully read web request; its response parts come back through `answer`.
+    private func invoke(_ call: WebCall, context: ChannelHandlerContext) {
+        generation += 1
+        let generation = self.generation
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        let onLoop: @Sendable (@escaping @Sendable (WebPassthroughHandler, ChannelHandlerContext) -> Void) -> Void = {
+            work in
+            if loop.inEventLoop {
+                work(bound.value.0, bound.value.1)
+            } else {
+                loop.execute { work(bound.value.0, bound.value.1) }
+            }
+        }
+        let sink = OneShotRun.Sink(
+            head: { response in onLoop { $0.answer(.head(response), generation, context: $1) } },
+            body: { bytes in onLoop { $0.answer(.body(bytes), generation, context: $1) } },
+            end: { onLoop { $0.answer(.end, generation, context: $1) } })
+        let request = WebPassthrough.request(call.head, name: call.name, body: call.body)
+        let (service, name) = (self.service, call.name)
+        Task.immediate {
+            var failure: ServiceError?
+            do throws(ServiceError) {
+                let outcome = try await service.invokeWeb(name, request: request, sink: sink)
+                if case .failure(let error) = outcome.result { failure = .invocation(error) }
+            } catch {
+                failure = error
+            }
+            if let failure { onLoop { $0.answer(.failure(failure), generation, context: $1) } }
+        }
+    }
+
+    private enum Answer {
+        case head(Bootstrap.HTTPResponse)
+        case body([UInt8])
+        case end
+        case failure(ServiceError)
+    }
+
+    /// A part of the function's answer to the web call `generation`: written to the caller (a failure before
+    /// the response began becomes the API's JSON error; after, it cuts the connection).
+    private func answer(_ answer: Answer, _ generation: Int, context: ChannelHandlerContext) {
+        guard generation == self.generation, phase == .web, responseOpen, var call = web else { return }
+        switch answer {
+        case .head(let response):
+            call.answered = true
+            web = call
+            let keepAlive = call.head.isKeepAlive && !closeAfterResponse
+            closeAfterResponse = !keepAlive
+            let head = WebPassthrough.responseHead(response, version: call.head.version, keepAlive: keepAlive)
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            flushSoon(context: context)
+        case .body(let bytes):
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+            flushSoon(context: context)
+        case .end:
+            endResponse(context: context)
+        case .failure(let error):
+            if call.answered { return context.close(promise: nil) }
+            writeError(error, context: context)
+        }
+    }
+
+    /// Writes the API's JSON error for `error` as the whole response.
+    private func writeError(_ error: ServiceError, context: ChannelHandlerContext) {
+        guard responseOpen else { return }
+        let body = ServiceAPI.errorJSON(error)
+        var headers: HTTPHeaders = ["Content-Type": "application/json", "Content-Length": "\(body.count)"]
+        let version = web?.head.version ?? .http1_1
+        if closeAfterResponse || !(web?.head.isKeepAlive ?? false) {
+            closeAfterResponse = true
+            headers.add(name: "Connection", value: "close")
+        }
+        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: error.status), headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        endResponse(context: context)
+    }
+
+    private func endResponse(context: ChannelHandlerContext) {
+        responseOpen = false
+        flushPending = false
+        if closeAfterResponse {
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        settle(context: context)
+    }
+
+    /// Flushes once the parts that arrived together are written (one write for head, body and end when the
+    /// function's response came in one read; at once for a stream that trickles).
+    private func flushSoon(context: ChannelHandlerContext) {
+        guard !flushPending else { return }
+        flushPending = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = bound.value
+            guard handler.flushPending else { return }
+            handler.flushPending = false
+            context.flush()
+        }
+    }
+
+    /// When the current request is read and answered: back to idle, then the queued requests, then reading.
+    private func settle(context: ChannelHandlerContext) {
+        guard phase != .idle, !requestOpen, !responseOpen else { return }
+        phase = .idle
+        web = nil
+        if closeAfterResponse { return }
+        var replayed = false
+        while let part = queued.first {
+            if case .head = part, phase != .idle { break }
+            queued.removeFirst()
+            dispatch(part, context: context)
+            replayed = true
+        }
+        // What went on to the router is delivered at a read's completion (NIOAsyncChannel's inbound buffer).
+        if replayed { context.fireChannelReadComplete() }
+        if readPending && queued.isEmpty {
+            readPending = false
+            context.read()
+        }
+    }
+
+    // MARK: the API's side, and the connection
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+        if phase == .api, case .end = unwrapOutboundIn(data) {
+            responseOpen = false
+            settle(context: context)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // No more of the caller's requests while a web response is being written or requests wait.
+        if (phase == .web && !requestOpen) || !queued.isEmpty {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, phase == .web {
+            closeAfterResponse = true  // the web call in progress finishes first
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if phase == .web { return context.close(promise: nil) }
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        generation += 1  // late answers of the call in progress go nowhere
+        context.fireChannelInactive()
     }
 }

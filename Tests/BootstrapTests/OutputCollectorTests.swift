@@ -1,6 +1,11 @@
+import SystemSupport
 import Testing
 
 @testable import Bootstrap
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The per-instance output buffer of a long-lived instance (faasbox serve keeps instances warm for many calls).
 @Suite struct OutputCollectorTests {
@@ -12,10 +17,10 @@ import Testing
         output.begin("a")
         output.append(line("a1"))
         output.append(line("a2"))
-        await output.end("a")
+        output.end("a")
         output.begin("b")
         output.append(line("b1"))
-        await output.end("b")
+        output.end("b")
         #expect(output.take(for: "a", includingInit: true).map(\.text) == ["init", "a1", "a2"])
         #expect(output.lines(for: "a").isEmpty)
         #expect(output.snapshot.map(\.text) == ["b1"], "the other invocation's lines stay")
@@ -29,4 +34,43 @@ import Testing
         #expect(kept.last == "line 25", "the newest line is never dropped")
         #expect(!kept.contains("line 1"))
     }
+}
+
+/// Real pipes, read by the shared reader thread: what a function writes before it answers belongs to that
+/// invocation, with no waiting — `end` reads what the reader thread has not yet.
+@Suite struct OutputCollectorPipeTests {
+    @Test func outputWrittenBeforeTheAnswerIsTheInvocationsAtOnce() throws {
+        let out = try OwnedFileDescriptor.pipe()
+        let err = try OwnedFileDescriptor.pipe()
+        let output = OutputCollector()
+        try output.attach(stdout: out.read, stderr: err.read)
+        for i in 0..<300 {
+            output.begin("r\(i)")
+            try send(out.write, "out \(i)\npart")
+            try send(out.write, " \(i)\n")
+            if i % 3 == 0 { try send(err.write, "err \(i)\n") }
+            output.end("r\(i)")
+            let lines = output.take(for: "r\(i)")
+            #expect(lines.filter { $0.stream == .stdout }.map(\.text) == ["out \(i)", "part \(i)"], "call \(i)")
+            #expect(lines.filter { $0.stream == .stderr }.map(\.text) == (i % 3 == 0 ? ["err \(i)"] : []), "call \(i)")
+        }
+    }
+
+    @Test func theLastUnterminatedLineComesAtEOF() async throws {
+        let out = try OwnedFileDescriptor.pipe()
+        let err = try OwnedFileDescriptor.pipe()
+        let output = OutputCollector()
+        try output.attach(stdout: out.read, stderr: err.read)
+        try send(out.write, "one\ntwo")
+        out.write.close()
+        err.write.close()
+        await output.waitForEOF(timeout: .seconds(5))
+        #expect(output.snapshot.map(\.text) == ["one", "two"])
+    }
+}
+
+private func send(_ fd: OwnedFileDescriptor, _ text: String) throws {
+    let bytes = Array(text.utf8)
+    let n = bytes.withUnsafeBytes { write(fd.rawValue, $0.baseAddress, $0.count) }
+    if n != bytes.count { throw SystemCallError.current("write") }
 }

@@ -13,6 +13,8 @@ import TestSupport
 final class TestServer: Sendable {
     let url: String
     let stateDir: String
+    /// The port it listens on (127.0.0.1).
+    var port: Int { Int(url.split(separator: ":").last ?? "") ?? 0 }
     private let task: Task<Void, any Error>?
     let process: Process?
 
