@@ -133,4 +133,21 @@ import Testing
         let remaining = try FileManager.default.contentsOfDirectory(atPath: "\(state)/instances")
         #expect(remaining.isEmpty, "every instance stopped: \(remaining)")
     }
+
+    @Test func sigtermLetsAWebCallInFlightFinish() async throws {
+        let state = TestPaths.temporaryDirectory("sigterm-web")
+        let server = try TestServer.spawn(stateDir: state, extraArguments: ["--grace", "10"])
+        _ = try await server.deploy("site", image: "hello-web", ["provisioned": 1])
+        async let inFlight = server.call(.GET, "/web/site/hello?sleep=2")
+        try await Task.sleep(for: .milliseconds(500))
+        let pid = try #require(server.process?.processIdentifier)
+        kill(pid, SIGTERM)
+        let answer = try await inFlight
+        #expect(answer.status == 200, "the call in flight finished: \(answer.text)")
+        #expect(answer.text.contains("query: sleep=2"))
+        server.process?.waitUntilExit()
+        #expect(server.process?.terminationStatus == 0)
+        let remaining = try FileManager.default.contentsOfDirectory(atPath: "\(state)/instances")
+        #expect(remaining.isEmpty, "every instance stopped: \(remaining)")
+    }
 }
