@@ -28,6 +28,8 @@ public final class FunctionInstance: Sendable {
     private let stopping = Mutex<Task<Void, Never>?>(nil)
     /// The connection to :9000 kept from the last invocation, when the function keeps connections alive.
     private let keptConnection = Mutex<FunctionConnection?>(nil)
+    /// The connection being made for the next invocation, when the function closed the last one.
+    private let nextConnection = Mutex<Task<FunctionConnection, any Error>?>(nil)
 
     /// The ways an instance takes its invocations (contract §1).
     public enum ProtocolKind: String, Sendable {
@@ -292,7 +294,12 @@ public final class FunctionInstance: Sendable {
                 let keep = try await connection.exchange(
                     request, extraHeaders: contextHeaders(requestID), maxBody: maxResponseBytes, onHead: onHead,
                     onBody: onBody, onEnd: onEnd)
-                if keep { keepConnection(connection) } else { connection.close() }
+                if keep {
+                    keepConnection(connection)
+                } else {
+                    connection.close()
+                    prepareConnection()
+                }
                 return
             } catch let failure as FunctionConnection.Failure {
                 connection.close()
@@ -306,6 +313,8 @@ public final class FunctionInstance: Sendable {
 
     static let idempotentMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
 
+    /// The kept connection, or the one made ahead of this invocation, or a new one. The first two count as
+    /// reused: the function may have closed them while they waited.
     private func takeConnection() async throws -> (FunctionConnection, reused: Bool) {
         if let kept = keptConnection.withLock({ c -> FunctionConnection? in
             defer { c = nil }; return c
@@ -313,7 +322,23 @@ public final class FunctionInstance: Sendable {
             if kept.isFresh(maxIdle: Self.keepAliveIdle) { return (kept, true) }
             kept.close()
         }
+        if let next = nextConnection.withLock({ n -> Task<FunctionConnection, any Error>? in
+            defer { n = nil }; return n
+        }), let made = try? await next.value {
+            if made.isFresh(maxIdle: Self.preparedIdle) { return (made, true) }
+            made.close()
+        }
         return (try await openConnection(), false)
+    }
+
+    /// Connects for the next invocation now, when the function closes its connection after each response (a
+    /// server that forks per connection, like hello-web's, then also forks ahead): the next invocation does
+    /// not wait for the setns(2), connect(2) and the channel's registration.
+    private func prepareConnection() {
+        nextConnection.withLock { next in
+            guard next == nil, stopping.withLock({ $0 == nil }) else { return }
+            next = Task { try await self.openConnection() }
+        }
     }
 
     private func openConnection() async throws -> FunctionConnection {
@@ -332,6 +357,9 @@ public final class FunctionInstance: Sendable {
 
     /// How long a kept connection may idle and still be used: below the keep-alive timeouts of common servers.
     static let keepAliveIdle: Duration = .seconds(4)
+    /// How long a connection made ahead may wait for its request: short, as some servers give a new
+    /// connection only a second or two to send one (it helps back-to-back calls; later ones connect anew).
+    static let preparedIdle: Duration = .seconds(1)
 
     /// Runs one invocation's work with the function's output attributed to `requestID` (see OutputCollector).
     private func attributing<T>(to requestID: String, _ body: () async throws(BootstrapError) -> T) async throws(BootstrapError)
@@ -481,6 +509,11 @@ public final class FunctionInstance: Sendable {
         keptConnection.withLock { c in
             c?.close()
             c = nil
+        }
+        if let next = nextConnection.withLock({ n -> Task<FunctionConnection, any Error>? in
+            defer { n = nil }; return n
+        }) {
+            (try? await next.value)?.close()
         }
         runtimeServer?.api.close(.invocationFailed("the instance was stopped"))
         await process.stop(grace: grace)

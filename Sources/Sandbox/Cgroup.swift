@@ -160,14 +160,15 @@ enum CgroupFile {
                 let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
                 if n < 0 && errno == EINTR { continue }
                 if n < 0 { return nil }
-                if n == 0 { return String(decoding: bytes, as: UTF8.self) }
-                bytes.append(contentsOf: buffer[..<n])
+                bytes.append(contentsOf: buffer[..<max(n, 0)])
+                // seq_file hands a small file over whole: a read shorter than the buffer was the last one.
+                if n < buffer.count { return String(decoding: bytes, as: UTF8.self) }
             }
         }
     }
 
     static func int(_ path: String) -> Int64? {
-        read(path).flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        read(path).flatMap { Int64($0.prefix { !$0.isWhitespace }) }
     }
 
     /// The value of `key` in a flat-keyed file such as memory.events.
