@@ -37,7 +37,8 @@ enum WebPassthrough {
     static func request(_ head: HTTPRequestHead, name: String, body: ByteBuffer?) -> Bootstrap.HTTPRequest {
         Bootstrap.HTTPRequest(
             method: head.method.rawValue, target: target(head.uri, name: name),
-            headers: head.headers.filter { !hopByHop.contains($0.name.lowercased()) }.map { ($0.name, $0.value) },
+            headers: head.headers.filter { !hopByHop.contains($0.name.lowercased()) && $0.name.lowercased() != "expect" }
+                .map { ($0.name, $0.value) },
             body: body.map { Array($0.readableBytesView) } ?? [])
     }
 
@@ -132,6 +133,16 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
             if let name = WebPassthrough.functionName(head.uri) {
                 phase = .web
                 web = WebCall(head: head, name: name)
+                let limit = SCFContract.maxSyncPayloadBytes
+                if let length = head.headers.first(name: "Content-Length").flatMap({ Int($0) }), length > limit {
+                    return refuse(.invocation(.requestTooLarge(length, limit: limit)), context: context)
+                }
+                if head.version.minor >= 1, head.headers["Expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                    // The body is read here before the function sees the request: ask for it now (curl waits a
+                    // second for this before sending a large body).
+                    let proceed = HTTPResponseHead(version: head.version, status: .continue)
+                    context.writeAndFlush(wrapOutboundOut(.head(proceed)), promise: nil)
+                }
             } else {
                 phase = .api
                 context.fireChannelRead(wrapInboundOut(part))
@@ -141,10 +152,7 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
             guard phase == .web, var call = web, !call.refused else { return }
             let size = (call.body?.readableBytes ?? 0) + buffer.readableBytes
             if size > SCFContract.maxSyncPayloadBytes {
-                call.refused = true
-                web = call
-                closeAfterResponse = true
-                return writeError(
+                return refuse(
                     .invocation(.requestTooLarge(size, limit: SCFContract.maxSyncPayloadBytes)), context: context)
             }
             if call.body == nil { call.body = buffer } else { call.body!.writeBuffer(&buffer) }
@@ -156,10 +164,26 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
                 context.fireChannelRead(wrapInboundOut(part))
                 settle(context: context)
             case .web:
-                if let call = web, !call.refused { invoke(call, context: context) } else { settle(context: context) }
+                guard let call = web, !call.refused else { return closeRefused(context: context) }
+                invoke(call, context: context)
             case .idle: break
             }
         }
+    }
+
+    /// Answers the web request being read with `error` at once and ends the connection: the response, then a
+    /// half-close (the caller can still send, and the rest of its request is read and dropped, so that the
+    /// kernel does not reset the connection under the answer), then the close once the request has ended.
+    private func refuse(_ error: ServiceError, context: ChannelHandlerContext) {
+        web?.refused = true
+        closeAfterResponse = true
+        writeError(error, context: context)
+    }
+
+    private var refusalWritten = false
+
+    private func closeRefused(context: ChannelHandlerContext) {
+        if refusalWritten { context.close(promise: nil) }
     }
 
     /// Starts the invocation of a fully read web request; its response parts come back through `answer`.
@@ -246,7 +270,16 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
         flushPending = false
         if closeAfterResponse {
             let written = context.eventLoop.makePromise(of: Void.self)
-            written.futureResult.whenComplete { _ in context.close(promise: nil) }
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            written.futureResult.whenComplete { _ in
+                let (handler, context) = bound.value
+                if handler.requestOpen {  // a refused request still coming: stop answering, keep reading
+                    handler.refusalWritten = true
+                    context.close(mode: .output, promise: nil)
+                } else {
+                    context.close(promise: nil)
+                }
+            }
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

@@ -65,6 +65,18 @@ import Testing
         }
     }
 
+    @Test func aBodyThatWaitsFor100ContinueIsAskedFor() async throws {
+        try await withServer { server in
+            _ = try await server.deploy("ka", image: "hello-keepalive")
+            let answer = try RawConnection.exchange(
+                port: server.port,
+                "POST /web/ka/up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n"
+                    + "Connection: close\r\n\r\nhello")
+            #expect(answer.hasPrefix("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"), "\(answer)")
+            #expect(answer.contains("method: POST\npath: /up"), "\(answer)")
+        }
+    }
+
     @Test func http10AndConnectionCloseEndTheConnectionAfterTheAnswer() async throws {
         try await withServer { server in
             _ = try await server.deploy("ka", image: "hello-keepalive")
@@ -95,6 +107,13 @@ import Testing
             #expect(refused.hasPrefix("HTTP/1.1 406"), "\(refused.prefix(300))")
             #expect(refused.contains(#""Code":"requestTooLarge""#), "\(refused.prefix(300))")
             #expect(refused.lowercased().contains("connection: close"), "\(refused.prefix(300))")
+
+            // Declared too large, the request is refused before its body is read; the rest of it is dropped.
+            let declared = try RawConnection.exchange(
+                port: server.port,
+                "POST /web/ka/upload HTTP/1.1\r\nHost: t\r\nContent-Length: \(size)\r\n\r\n"
+                    + String(repeating: "y", count: 100_000))
+            #expect(declared.hasPrefix("HTTP/1.1 406") && declared.contains(#""Code":"requestTooLarge""#), "\(declared)")
 
             let noName = try RawConnection.exchange(
                 port: server.port, "GET /web/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
