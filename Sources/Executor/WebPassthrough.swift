@@ -116,6 +116,8 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var flushPending = false
     /// The server is shutting down (or the caller asked): close once the current response is written.
     private var closeAfterResponse = false
+    /// A refusal went out while its request was still arriving: close when that request ends.
+    private var refusalWritten = false
 
     init(service: FunctionService) { self.service = service }
 
@@ -179,8 +181,6 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
         closeAfterResponse = true
         writeError(error, context: context)
     }
-
-    private var refusalWritten = false
 
     private func closeRefused(context: ChannelHandlerContext) {
         if refusalWritten { context.close(promise: nil) }
