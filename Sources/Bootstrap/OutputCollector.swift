@@ -66,32 +66,38 @@ public final class OutputCollector: Sendable {
     func drain(pipe index: Int) {
         pipes.withLock { pipes in
             guard let fd = pipes[index].fd else { return }
-            var chunk = [UInt8](repeating: 0, count: 16384)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n > 0 {
-                    split(chunk[..<n], into: &pipes[index])
-                    if n < chunk.count { return }  // a pipe gives all it holds at once: it is empty now
-                } else if n < 0 && (errno == EINTR) {
-                    continue
-                } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    return
-                } else {  // EOF (or an error that ends the stream)
-                    if !pipes[index].pending.isEmpty {
-                        append(Line(stream: pipes[index].stream, text: String(decoding: pipes[index].pending, as: UTF8.self)))
-                        pipes[index].pending = []
-                    }
-                    OutputReader.shared.unwatch(fd)
-                    close(fd)
-                    pipes[index].fd = nil
-                    closedStreams.add(1, ordering: .releasing)
-                    return
-                }
+            // Not a zero-filled array: `end` calls this twice per invocation, and the pipes are usually empty.
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16384) { chunk in
+                drain(fd, into: &pipes[index], chunk)
             }
         }
     }
 
-    private func split(_ bytes: ArraySlice<UInt8>, into pipe: inout Pipe) {
+    private func drain(_ fd: CInt, into pipe: inout Pipe, _ chunk: UnsafeMutableBufferPointer<UInt8>) {
+        while true {
+            let n = read(fd, chunk.baseAddress, chunk.count)
+            if n > 0 {
+                split(UnsafeBufferPointer(rebasing: chunk[..<n]), into: &pipe)
+                if n < chunk.count { return }  // a pipe gives all it holds at once: it is empty now
+            } else if n < 0 && (errno == EINTR) {
+                continue
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return
+            } else {  // EOF (or an error that ends the stream)
+                if !pipe.pending.isEmpty {
+                    append(Line(stream: pipe.stream, text: String(decoding: pipe.pending, as: UTF8.self)))
+                    pipe.pending = []
+                }
+                OutputReader.shared.unwatch(fd)
+                close(fd)
+                pipe.fd = nil
+                closedStreams.add(1, ordering: .releasing)
+                return
+            }
+        }
+    }
+
+    private func split(_ bytes: UnsafeBufferPointer<UInt8>, into pipe: inout Pipe) {
         var start = bytes.startIndex
         while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
             let text: String
