@@ -316,15 +316,11 @@ public final class FunctionInstance: Sendable {
     /// The kept connection, or the one made ahead of this invocation, or a new one. The first two count as
     /// reused: the function may have closed them while they waited.
     private func takeConnection() async throws -> (FunctionConnection, reused: Bool) {
-        if let kept = keptConnection.withLock({ c -> FunctionConnection? in
-            defer { c = nil }; return c
-        }) {
+        if let kept = keptConnection.take() {
             if kept.isFresh(maxIdle: Self.keepAliveIdle) { return (kept, true) }
             kept.close()
         }
-        if let next = nextConnection.withLock({ n -> Task<FunctionConnection, any Error>? in
-            defer { n = nil }; return n
-        }), let made = try? await next.value {
+        if let next = nextConnection.take(), let made = try? await next.value {
             if made.isFresh(maxIdle: Self.preparedIdle) { return (made, true) }
             made.close()
         }
@@ -506,15 +502,8 @@ public final class FunctionInstance: Sendable {
     }
 
     private func tearDown(grace: Duration) async {
-        keptConnection.withLock { c in
-            c?.close()
-            c = nil
-        }
-        if let next = nextConnection.withLock({ n -> Task<FunctionConnection, any Error>? in
-            defer { n = nil }; return n
-        }) {
-            (try? await next.value)?.close()
-        }
+        keptConnection.take()?.close()
+        if let next = nextConnection.take() { (try? await next.value)?.close() }
         runtimeServer?.api.close(.invocationFailed("the instance was stopped"))
         await process.stop(grace: grace)
         await runtimeServer?.stop()
