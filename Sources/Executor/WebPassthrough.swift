@@ -18,6 +18,10 @@ enum WebPassthrough {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
     ]
 
+    /// Request headers the function does not get: the hop-by-hop ones, and `Expect` (faasbox has answered it
+    /// and read the body before the function sees the request).
+    static let forwardedNot = hopByHop.union(["expect"])
+
     /// The function named by a `/web/{name}` or `/web/{name}/…` request target; nil for any other target.
     static func functionName(_ target: String) -> String? {
         guard target.hasPrefix("/web/") else { return nil }
@@ -37,8 +41,7 @@ enum WebPassthrough {
     static func request(_ head: HTTPRequestHead, name: String, body: ByteBuffer?) -> Bootstrap.HTTPRequest {
         Bootstrap.HTTPRequest(
             method: head.method.rawValue, target: target(head.uri, name: name),
-            headers: head.headers.filter { !hopByHop.contains($0.name.lowercased()) && $0.name.lowercased() != "expect" }
-                .map { ($0.name, $0.value) },
+            headers: head.headers.filter { !forwardedNot.contains($0.name.lowercased()) }.map { ($0.name, $0.value) },
             body: body.map { Array($0.readableBytesView) } ?? [])
     }
 
@@ -233,10 +236,7 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .head(let response):
             call.answered = true
             web = call
-            let keepAlive = call.head.isKeepAlive && !closeAfterResponse
-            closeAfterResponse = !keepAlive
-            let head = WebPassthrough.responseHead(response, version: call.head.version, keepAlive: keepAlive)
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            writeHead(response, of: call, context: context)
             flushSoon(context: context)
         case .body(let bytes):
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
@@ -251,18 +251,22 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Writes the API's JSON error for `error` as the whole response.
     private func writeError(_ error: ServiceError, context: ChannelHandlerContext) {
-        guard responseOpen else { return }
+        guard responseOpen, let call = web else { return }
         let body = ServiceAPI.errorJSON(error)
-        var headers: HTTPHeaders = ["Content-Type": "application/json", "Content-Length": "\(body.count)"]
-        let version = web?.head.version ?? .http1_1
-        if closeAfterResponse || !(web?.head.isKeepAlive ?? false) {
-            closeAfterResponse = true
-            headers.add(name: "Connection", value: "close")
-        }
-        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: error.status), headers: headers)
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        let headers = [("Content-Type", "application/json"), ("Content-Length", "\(body.count)")]
+        writeHead(
+            Bootstrap.HTTPResponse(status: error.status, reason: "", headers: headers, body: []), of: call, context: context)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         endResponse(context: context)
+    }
+
+    /// Writes the head of the answer to `call`, framed for the caller's connection: kept alive if the caller
+    /// asked and nothing since (shutdown, a refusal) says to close.
+    private func writeHead(_ response: Bootstrap.HTTPResponse, of call: WebCall, context: ChannelHandlerContext) {
+        let keepAlive = call.head.isKeepAlive && !closeAfterResponse
+        closeAfterResponse = !keepAlive
+        let head = WebPassthrough.responseHead(response, version: call.head.version, keepAlive: keepAlive)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
     private func endResponse(context: ChannelHandlerContext) {
