@@ -30,6 +30,9 @@ public final class FunctionInstance: Sendable {
     private let keptConnection = Mutex<FunctionConnection?>(nil)
     /// The connection being made for the next invocation, when the function closed the last one.
     private let nextConnection = Mutex<Task<FunctionConnection, any Error>?>(nil)
+    /// Whether the function closed the connection after its last response (a server that forks per connection):
+    /// then each invocation connects for the next one as it starts (see `exchange`).
+    private let closesConnections = Atomic<Bool>(false)
 
     /// The ways an instance takes its invocations (contract §1).
     public enum ProtocolKind: String, Sendable {
@@ -289,13 +292,20 @@ public final class FunctionInstance: Sendable {
         onEnd: @escaping @Sendable () -> Void
     ) async throws {
         var (connection, reused) = try await takeConnection()
+        // A function that closes each connection gets the next one while it answers this request, as a proxy's
+        // pre-connect does: its accept and per-connection start-up (hello-web forks a shell) overlap this
+        // invocation instead of delaying the next.
+        if closesConnections.load(ordering: .relaxed) { prepareConnection() }
         while true {
             do {
                 let keep = try await connection.exchange(
                     request, extraHeaders: contextHeaders(requestID), maxBody: maxResponseBytes, onHead: onHead,
                     onBody: onBody, onEnd: onEnd)
+                let closedBefore = closesConnections.exchange(!keep, ordering: .relaxed)
                 if keep {
                     keepConnection(connection)
+                    // Made ahead for a function that has begun to keep connections: not needed.
+                    if closedBefore, let next = nextConnection.take() { Task { (try? await next.value)?.close() } }
                 } else {
                     connection.close()
                     prepareConnection()

@@ -41,6 +41,42 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: instance.rootfs.directory))
     }
 
+    /// hello-web closes each connection (nc forks a shell per connection): once faasbox has seen that, each
+    /// invocation connects for the next one while the function answers it.
+    @Test func aFunctionThatClosesEachConnectionGetsTheNextOneWhileItAnswers() async throws {
+        let instance = try await FunctionInstance.coldStart(
+            image: TestPaths.sampleImage("hello-web"), store: try ImageStore(root: state),
+            config: FunctionConfig(name: "hello-web"))
+        let first = try await instance.invoke(HTTPRequest(method: "GET", target: "/hello"), requestID: "req-1")
+        #expect(first.status == 200)
+        let slow = Task { try await instance.invoke(HTTPRequest(method: "GET", target: "/hello?sleep=3"), requestID: "req-2") }
+        // The one answering req-2 and the one made ahead for the next invocation (polled: a loaded CI machine may
+        // take a while to get there; the call lasts 3 s).
+        var connections = 0
+        let deadline = ContinuousClock.now + .milliseconds(2500)
+        while connections != 2, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            connections = Self.establishedConnections(toPort: 9000, inNetworkOf: instance.process.pid)
+        }
+        #expect(connections == 2)
+        let second = try await slow.value
+        #expect(second.status == 200 && second.bodyText.contains("query: sleep=3"))
+        let third = try await instance.invoke(HTTPRequest(method: "GET", target: "/hello?n=3"), requestID: "req-3")
+        #expect(third.status == 200 && third.bodyText.contains("query: n=3"))
+        await instance.stop()
+    }
+
+    /// Connections to 127.0.0.1:`port` in ESTABLISHED state (faasbox's side of them), from /proc/PID/net/tcp:
+    /// the table of the process's network namespace.
+    static func establishedConnections(toPort port: UInt16, inNetworkOf pid: pid_t) -> Int {
+        guard let table = try? String(contentsOfFile: "/proc/\(pid)/net/tcp", encoding: .utf8) else { return -1 }
+        let remote = String(format: "0100007F:%04X", port)
+        return table.split(separator: "\n").dropFirst().filter { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 3 && fields[2] == remote && fields[3] == "01"
+        }.count
+    }
+
     @Test func aMissingImageIsAClearError() async throws {
         let store = try ImageStore(root: state)
         await #expect {
