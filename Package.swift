@@ -101,7 +101,9 @@ let package = Package(
         .testTarget(
             name: "ExecutorTests",
             dependencies: [
-                "Executor", "Sandbox", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")]),
+                "Executor", "Sandbox", "SystemSupport", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Executor", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport"]),
