@@ -33,6 +33,8 @@ public final class FunctionInstance: Sendable {
     /// Whether the function closed the connection after its last response (a server that forks per connection):
     /// then each invocation connects for the next one as it starts (see `exchange`).
     private let closesConnections = Atomic<Bool>(false)
+    /// Calls in a row that came from another event loop than the kept connection's (see `takeConnection`).
+    private let callsAway = Atomic<Int>(0)
 
     /// The ways an instance takes its invocations (contract §1).
     public enum ProtocolKind: String, Sendable {
@@ -291,11 +293,15 @@ public final class FunctionInstance: Sendable {
         onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void,
         onEnd: @escaping @Sendable () -> Void
     ) async throws {
-        var (connection, reused) = try await takeConnection()
+        // The caller's event loop (serve runs its tasks on the loops of the connections they answer): the
+        // connection to the function is best on the same one, or each request and each response crosses
+        // threads (an eventfd write and another thread's wake-up each way).
+        let here = MultiThreadedEventLoopGroup.currentEventLoop
+        var (connection, reused) = try await takeConnection(here: here)
         // A function that closes each connection gets the next one while it answers this request, as a proxy's
         // pre-connect does: its accept and per-connection start-up (hello-web forks a shell) overlap this
         // invocation instead of delaying the next.
-        if closesConnections.load(ordering: .relaxed) { prepareConnection() }
+        if closesConnections.load(ordering: .relaxed) { prepareConnection(on: here) }
         while true {
             do {
                 let keep = try await connection.exchange(
@@ -308,7 +314,7 @@ public final class FunctionInstance: Sendable {
                     if closedBefore, let next = nextConnection.take() { Task { (try? await next.value)?.close() } }
                 } else {
                     connection.close()
-                    prepareConnection()
+                    prepareConnection(on: here)
                 }
                 return
             } catch let failure as FunctionConnection.Failure {
@@ -316,7 +322,7 @@ public final class FunctionInstance: Sendable {
                 guard reused, !failure.responseStarted, Self.idempotentMethods.contains(request.method) else {
                     throw failure.underlying
                 }
-                (connection, reused) = (try await openConnection(), false)
+                (connection, reused) = (try await openConnection(on: here), false)
             }
         }
     }
@@ -324,32 +330,50 @@ public final class FunctionInstance: Sendable {
     static let idempotentMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
 
     /// The kept connection, or the one made ahead of this invocation, or a new one. The first two count as
-    /// reused: the function may have closed them while they waited.
-    private func takeConnection() async throws -> (FunctionConnection, reused: Bool) {
+    /// reused: the function may have closed them while they waited. A kept connection on another event loop
+    /// than the caller's (`here`) is still used, but after `callsBeforeMove` such calls in a row it is closed
+    /// and a new one made on the caller's loop: one caller (a proxy, a benchmark) keeps its connection, and so
+    /// its loop, while callers that alternate between loops do not make the instance reconnect on every call.
+    /// (Closed before the new one is made, for servers that take one connection at a time.)
+    private func takeConnection(here: EventLoop?) async throws -> (FunctionConnection, reused: Bool) {
         if let kept = keptConnection.take() {
-            if kept.isFresh(maxIdle: Self.keepAliveIdle) { return (kept, true) }
+            if kept.isFresh(maxIdle: Self.keepAliveIdle) {
+                guard let here, kept.eventLoop !== here else {
+                    callsAway.store(0, ordering: .relaxed)
+                    return (kept, true)
+                }
+                guard callsAway.wrappingAdd(1, ordering: .relaxed).newValue >= Self.callsBeforeMove else {
+                    return (kept, true)
+                }
+                callsAway.store(0, ordering: .relaxed)
+            }
             kept.close()
         }
         if let next = nextConnection.take(), let made = try? await next.value {
             if made.isFresh(maxIdle: Self.preparedIdle) { return (made, true) }
             made.close()
         }
-        return (try await openConnection(), false)
+        return (try await openConnection(on: here), false)
     }
+
+    /// Calls in a row from another event loop than the kept connection's before it moves to theirs.
+    public static let callsBeforeMove = 16
 
     /// Connects for the next invocation now, when the function closes its connection after each response (a
     /// server that forks per connection, like hello-web's, then also forks ahead): the next invocation does
     /// not wait for the setns(2), connect(2) and the channel's registration.
-    private func prepareConnection() {
+    private func prepareConnection(on loop: EventLoop?) {
         nextConnection.withLock { next in
             guard next == nil, stopping.withLock({ $0 == nil }) else { return }
-            next = Task { try await self.openConnection() }
+            next = Task { try await self.openConnection(on: loop) }
         }
     }
 
-    private func openConnection() async throws -> FunctionConnection {
+    /// A new connection to :9000, its I/O on `loop` (by default the current event loop, else any).
+    private func openConnection(on loop: EventLoop? = nil) async throws -> FunctionConnection {
         let socket = try process.connect(port: SCFContract.functionPort)
-        return try await FunctionConnection.open(socket, group: group)
+        return try await FunctionConnection.open(
+            socket, on: loop ?? MultiThreadedEventLoopGroup.currentEventLoop ?? group.next())
     }
 
     private func keepConnection(_ connection: FunctionConnection) {

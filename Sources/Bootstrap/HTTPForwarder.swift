@@ -67,11 +67,10 @@ final class FunctionConnection: Sendable {
         self.relay = relay
     }
 
-    /// Takes over a connected socket (a duplicate of it: `socket` stays the caller's).
-    static func open(_ socket: OwnedFileDescriptor, group: EventLoopGroup) async throws -> FunctionConnection {
+    /// Takes over a connected socket (a duplicate of it: `socket` stays the caller's), on `loop`.
+    static func open(_ socket: OwnedFileDescriptor, on loop: EventLoop) async throws -> FunctionConnection {
         let fd = fcntl(socket.rawValue, F_DUPFD_CLOEXEC, 0)
         if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
-        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
         let relay = ResponseRelay()
         // From here on the channel owns `fd` (and closes it, on failure too).
         let channel = try await ClientBootstrap(group: loop)
@@ -84,6 +83,9 @@ final class FunctionConnection: Sendable {
             .withConnectedSocket(fd).get()
         return FunctionConnection(channel: channel, relay: relay)
     }
+
+    /// The event loop the connection's I/O runs on.
+    var eventLoop: EventLoop { channel.eventLoop }
 
     /// Whether the connection can take another request: still open, and idle for less than `maxIdle` (functions'
     /// servers close idle connections after a few seconds — Node's default is 5 s — and a request must not race

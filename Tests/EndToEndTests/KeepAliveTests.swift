@@ -1,6 +1,8 @@
 import Bootstrap
 import Foundation
 import ImageRuntime
+import NIOCore
+import NIOPosix
 import SystemSupport
 import TestSupport
 import Testing
@@ -10,11 +12,12 @@ import Testing
 @Suite struct KeepAliveTests {
     let state = TestPaths.temporaryDirectory("keepalive")
 
-    private func start() async throws -> FunctionInstance {
+    private func start(group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> FunctionInstance {
         var config = FunctionConfig(name: "keepalive")
         config.stopGrace = .zero
         return try await FunctionInstance.coldStart(
-            image: TestPaths.sampleImage("hello-keepalive"), store: try ImageStore(root: state), config: config)
+            image: TestPaths.sampleImage("hello-keepalive"), store: try ImageStore(root: state), config: config,
+            group: group)
     }
 
     /// The function's own count of requests on the connection it answered on.
@@ -55,5 +58,38 @@ import Testing
             #expect(connectionCount(next) == 1, "a new connection after the function closed the old one")
         }
         await instance.stop()
+    }
+
+    /// Calls made from an event loop (as serve makes them) use the kept connection whichever loop it is on, but
+    /// a run of calls from another loop moves it there: a new connection, made on the callers' loop.
+    @Test func theKeptConnectionMovesToTheLoopOfARunOfCallers() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let instance = try await start(group: group)
+        let (a, b) = (group.next(), group.next())
+        #expect(a !== b)
+        func count(on loop: EventLoop, _ i: Int) async throws -> Int? {
+            let response: HTTPResponse = try await withCheckedThrowingContinuation { done in
+                loop.execute {
+                    Task.immediate {
+                        do {
+                            done.resume(
+                                returning: try await instance.invoke(
+                                    HTTPRequest(method: "GET", target: "/c\(i)"), requestID: "c\(i)", timeout: .seconds(5)))
+                        } catch { done.resume(throwing: error) }
+                    }
+                }
+            }
+            #expect(response.status == 200)
+            return connectionCount(response)
+        }
+        var counts = [try await count(on: a, 0)]
+        for i in 1...FunctionInstance.callsBeforeMove { counts.append(try await count(on: b, i)) }
+        counts.append(try await count(on: b, 100))
+        counts.append(try await count(on: a, 101))
+        counts.append(try await count(on: b, 102))
+        let away = FunctionInstance.callsBeforeMove
+        #expect(counts == Array(1...away) + [1, 2, 3, 4], "moved on the \(away)th call from the other loop, then stays")
+        await instance.stop()
+        try await group.shutdownGracefully()
     }
 }
