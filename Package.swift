@@ -101,9 +101,7 @@ let package = Package(
         .testTarget(
             name: "ExecutorTests",
             dependencies: [
-                "Executor", "Sandbox", "SystemSupport", "TestSupport",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            ]),
+                "Executor", "Sandbox", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

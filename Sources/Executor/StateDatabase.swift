@@ -1,6 +1,5 @@
 import Foundation
 import GRDB
-import SystemSupport
 
 /// The service's durable state: one SQLite database in WAL mode under the state dir, holding the deployed
 /// functions, the async event queue with each event's result, the dead letters, and the invocation logs.
@@ -92,22 +91,13 @@ public final class StateDatabase: Sendable {
     // MARK: logs
 
     func saveLogs(_ entries: [LogEntry]) async throws(ServiceError) {
-        do {
-            // Transaction and commit at background priority: 256 rows are ~1 ms of SQLite work, which on a
-            // small machine otherwise takes a CPU from the warm invocations it logs (their p99).
-            try await pool.writeWithoutTransaction { db in
-                try withBackgroundPriority {
-                    try db.inTransaction {
-                        let statement = try db.cachedStatement(
-                            sql: "INSERT INTO logs(requestId, function, at, text) VALUES (?, ?, ?, ?)")
-                        for entry in entries {
-                            try statement.execute(arguments: [entry.requestID, entry.function, entry.at, entry.text])
-                        }
-                        return .commit
-                    }
-                }
+        try await write("save \(entries.count) invocation logs") { db in
+            let statement = try db.cachedStatement(
+                sql: "INSERT INTO logs(requestId, function, at, text) VALUES (?, ?, ?, ?)")
+            for entry in entries {
+                try statement.execute(arguments: [entry.requestID, entry.function, entry.at, entry.text])
             }
-        } catch { throw .database("save \(entries.count) invocation logs", "\(error)") }
+        }
     }
 
     func logs(function: String, requestID: String?, limit: Int) async throws(ServiceError) -> [LogEntry] {
