@@ -1,5 +1,6 @@
 import Bootstrap
 import Prometheus
+import Synchronization
 
 /// The service's Prometheus metrics (`GET /metrics`): invocations by result, durations, cold-start phases,
 /// cold vs warm starts; instances by state and queue depth are set from the pools at scrape time.
@@ -16,28 +17,55 @@ final class ServiceMetrics: Sendable {
         MetricNameDescriptor(namespace: "faasbox", metricName: metric, unitName: unit, helpText: help)
     }
 
+    /// A function's metrics that every invocation touches, made once: the registry validates a metric's name,
+    /// help text and labels each time one is asked for (~10 µs of the warm path).
+    private struct Handles {
+        let duration: DurationHistogram
+        let warm: Counter
+        let cold: Counter
+        var byResult: [String: Counter] = [:]
+    }
+    private let handles = Mutex<[String: Handles]>([:])
+
+    private func makeHandles(_ function: String) -> Handles {
+        func starts(_ kind: String) -> Counter {
+            registry.makeCounter(
+                descriptor: name("starts", "total", "Invocations that started a new instance (cold) or reused one (warm)."),
+                labels: [("function", function), ("start", kind)])
+        }
+        return Handles(
+            duration: registry.makeDurationHistogram(
+                descriptor: name("invocation_duration", "seconds", "Time from delivery to the function's answer."),
+                labels: [("function", function)], buckets: Self.durationBuckets),
+            warm: starts("warm"), cold: starts("cold"))
+    }
+
+    private func invocations(_ function: String, _ result: String) -> Counter {
+        registry.makeCounter(
+            descriptor: name("invocations", "total", "Invocations by function and result (success or the SCF error code)."),
+            labels: [("function", function), ("result", result)])
+    }
+
     /// Counts one invocation and its duration; on a cold start, the start's phases.
     func record(function: String, outcome: FunctionPool.Outcome) {
         let result = outcome.code == 0 ? "success" : String(outcome.code)
-        registry.makeCounter(
-            descriptor: name("invocations", "total", "Invocations by function and result (success or the SCF error code)."),
-            labels: [("function", function), ("result", result)]
-        ).increment()
-        registry.makeDurationHistogram(
-            descriptor: name("invocation_duration", "seconds", "Time from delivery to the function's answer."),
-            labels: [("function", function)], buckets: Self.durationBuckets
-        ).record(outcome.duration)
-        if outcome.instanceID != nil { recordStart(function, outcome) }
-    }
-
-    private func recordStart(_ function: String, _ outcome: FunctionPool.Outcome) {
-        let kind = outcome.coldStart == nil ? "warm" : "cold"
-        registry.makeCounter(
-            descriptor: name("starts", "total", "Invocations that started a new instance (cold) or reused one (warm)."),
-            labels: [("function", function), ("start", kind)]
-        ).increment()
-        guard let t = outcome.coldStart else { return }
-        recordPhases(function, t)
+        let (counter, duration, start) = handles.withLock { all in
+            var h = all[function] ?? makeHandles(function)
+            let counter: Counter
+            if let known = h.byResult[result] {
+                counter = known
+            } else {
+                counter = invocations(function, result)
+                h.byResult[result] = counter
+                all[function] = h
+            }
+            return (counter, h.duration, outcome.coldStart == nil ? h.warm : h.cold)
+        }
+        counter.increment()
+        duration.record(outcome.duration)
+        guard outcome.instanceID != nil else { return }
+        start.increment()
+        if let t = outcome.coldStart { recordPhases(function, t) }
     }
 
     /// The phases of a cold start (also of provisioned instances).

@@ -132,6 +132,7 @@ import Testing
             let warm = metric(metrics, #"faasbox_starts_total{function="queued",start="warm"}"#) ?? 0
             #expect(cold >= 1 && cold + warm == 9, "9 tries, each on a new or a reused instance")
             #expect(metric(metrics, #"faasbox_cold_start_phase_seconds_count{function="queued",phase="InitRuntime"}"#) == cold)
+            #expect(metric(metrics, #"faasbox_invocation_duration_seconds_count{function="queued"}"#) == 9)
             #expect((metric(metrics, #"faasbox_instances{function="queued",state="idle"}"#) ?? 0) >= 1)
             #expect(try await server.call(.GET, "/healthz").json["status"] as? String == "ok")
         }
