@@ -148,8 +148,7 @@ enum CgroupFile {
         if n < 0 { throw .syscall(.current("write", path: path)) }
     }
 
-    /// The whole file, with plain open/read/close (these files are small, and read on every invocation: the
-    /// peak memory of its REPORT line).
+    /// The whole file, with plain open/read/close (these files are small).
     static func read(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return nil }
@@ -197,5 +196,35 @@ enum CgroupFile {
             usleep(attempt < 20 ? 500 : 5000)
         }
         throw .syscall(.current("rmdir", path: path))
+    }
+}
+
+/// A cgroup file read on every invocation (the peak memory of its REPORT line), kept open: each read is a
+/// pread(2) at offset 0, which has the kernel format the file anew. An open and a close of a cgroup file cost
+/// more than the read (~6 % of the warm path's CPU). The descriptor does not keep the cgroup from being removed
+/// (reads then fail, ENODEV). Nil values when the file could not be opened.
+final class OpenCgroupFile: Sendable {
+    private let descriptor: OwnedFileDescriptor?
+
+    init(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        descriptor = fd < 0 ? nil : OwnedFileDescriptor(.init(rawValue: fd))
+    }
+
+    /// The decimal number the file starts with.
+    func int() -> Int64? {
+        guard let descriptor else { return nil }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer -> Int64? in
+            let n = pread(descriptor.rawValue, buffer.baseAddress, buffer.count, 0)
+            guard n > 0 else { return nil }
+            var value: Int64 = 0
+            var digits = 0
+            for byte in buffer[..<n] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), digits < 18 else { break }
+                value = value * 10 + Int64(byte - UInt8(ascii: "0"))
+                digits += 1
+            }
+            return digits > 0 ? value : nil
+        }
     }
 }

@@ -5,6 +5,12 @@
 /// An instance cgroup on v1 hierarchies: one directory per controller (memory, pids, cpu, freezer).
 struct CgroupV1: InstanceCgroup {
     let dirs: [String: String]
+    private let peak: OpenCgroupFile?
+
+    init(dirs: [String: String]) {
+        self.dirs = dirs
+        peak = dirs["memory"].map { OpenCgroupFile("\($0)/memory.max_usage_in_bytes") }
+    }
 
     /// The child joins through `tasks`, not `cgroup.procs`: moving the calling thread alone ("0") skips the
     /// kernel's global threadgroup lock, whose write side waits for an RCU grace period (~20 ms here). The
@@ -49,7 +55,7 @@ struct CgroupV1: InstanceCgroup {
         }
     }
 
-    func memoryPeak() -> Int64? { dirs["memory"].flatMap { CgroupFile.int("\($0)/memory.max_usage_in_bytes") } }
+    func memoryPeak() -> Int64? { peak?.int() }
     func memoryCurrent() -> Int64? { dirs["memory"].flatMap { CgroupFile.int("\($0)/memory.usage_in_bytes") } }
 
     func cpuUsage() -> Duration? {

@@ -5,6 +5,12 @@
 /// An instance cgroup on the unified hierarchy.
 struct CgroupV2: InstanceCgroup {
     let dir: String
+    private let peak: OpenCgroupFile
+
+    init(dir: String) {
+        self.dir = dir
+        peak = OpenCgroupFile("\(dir)/memory.peak")
+    }
 
     var procsFiles: [String] { ["\(dir)/cgroup.procs"] }
     var directories: [String] { [dir] }
@@ -59,7 +65,7 @@ struct CgroupV2: InstanceCgroup {
         return cgroup
     }
 
-    func memoryPeak() -> Int64? { CgroupFile.int("\(dir)/memory.peak") }
+    func memoryPeak() -> Int64? { peak.int() }
     func memoryCurrent() -> Int64? { CgroupFile.int("\(dir)/memory.current") }
     func cpuUsage() -> Duration? { CgroupFile.keyed("\(dir)/cpu.stat", "usage_usec").map { .microseconds($0) } }
     func oomKilled() -> Bool { (CgroupFile.keyed("\(dir)/memory.events", "oom_kill") ?? 0) > 0 }
