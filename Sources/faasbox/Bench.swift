@@ -195,15 +195,6 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    /// Each instance holds a few descriptors in faasbox: allow as many as the hard limit does.
-    private func raiseDescriptorLimit() {
-        var limit = rlimit()
-        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max
-            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-        }
-    }
-
     /// Prints `object` as JSON, with the host's facts and the image added.
     private func printJSON(_ object: [String: Any]) throws {
         var object = object

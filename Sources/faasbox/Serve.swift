@@ -34,6 +34,7 @@ struct Serve: AsyncParsableCommand {
         // ~1 ms to ~0.3 ms added, docs/benchmarks.md). First thing, before other concurrent work; where the runtime
         // refuses (false), everything works as before, only slower. Blocking work goes through `runBlocking`.
         let onEventLoops = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        raiseDescriptorLimit()
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
             throw ValidationError("--listen takes HOST:PORT, got '\(listen)'")
         }

@@ -116,6 +116,17 @@ import Testing
         await server.stop()
     }
 
+    /// serve raises its soft limit on open descriptors to the hard one (a few per instance; 1024 is common).
+    @Test func serveRaisesItsDescriptorLimit() async throws {
+        let server = try TestServer.spawn(stateDir: TestPaths.temporaryDirectory("nofile"), openFiles: (256, 4096))
+        defer { Task { await server.stop() } }
+        let pid = try #require(server.process?.processIdentifier)
+        let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
+        let line = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+        #expect(line.split(separator: " ").filter { Int($0) != nil } == ["4096", "4096"], "\(line)")
+        await server.stop()
+    }
+
     @Test func sigtermFinishesInFlightCallsThenStopsEveryInstance() async throws {
         let state = TestPaths.temporaryDirectory("sigterm")
         let server = try TestServer.spawn(stateDir: state, extraArguments: ["--grace", "10"])

@@ -56,13 +56,21 @@ final class TestServer: Sendable {
         return options
     }
 
-    /// Starts `.build/debug/faasbox serve` and waits for its "listening on" line.
-    static func spawn(stateDir: String, extraArguments: [String] = []) throws -> TestServer {
+    /// Starts `.build/debug/faasbox serve` and waits for its "listening on" line; with `openFiles`, under
+    /// those soft and hard limits on open descriptors (prlimit(1)).
+    static func spawn(stateDir: String, extraArguments: [String] = [], openFiles: (soft: Int, hard: Int)? = nil) throws
+        -> TestServer
+    {
         let binary = "\(TestPaths.packageRoot)/.build/debug/faasbox"
+        let serve = ["serve", "--listen", "127.0.0.1:0", "--state-dir", stateDir, "--log-level", "warning"] + extraArguments
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments =
-            ["serve", "--listen", "127.0.0.1:0", "--state-dir", stateDir, "--log-level", "warning"] + extraArguments
+        if let openFiles {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(openFiles.soft):\(openFiles.hard)", "--", binary] + serve
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = serve
+        }
         let out = Pipe()
         process.standardOutput = out
         try process.run()
