@@ -363,9 +363,21 @@ public final class FunctionInstance: Sendable {
     /// server that forks per connection, like hello-web's, then also forks ahead): the next invocation does
     /// not wait for the setns(2), connect(2) and the channel's registration.
     private func prepareConnection(on loop: EventLoop?) {
-        nextConnection.withLock { next in
-            guard next == nil, stopping.withLock({ $0 == nil }) else { return }
+        let made = nextConnection.withLock { next -> Task<FunctionConnection, any Error>? in
+            guard next == nil, stopping.withLock({ $0 == nil }) else { return nil }
             next = Task { try await self.openConnection(on: loop) }
+            return next
+        }
+        guard let made else { return }
+        // Not taken within `preparedIdle`: closed, which gives the function back what the connection holds
+        // (hello-web's server keeps a forked shell waiting on it) — an idle instance holds no connection.
+        (loop ?? group.next()).scheduleTask(in: Self.preparedIdle.timeAmount) {
+            let unused = self.nextConnection.withLock { next in
+                guard next == made else { return false }
+                next = nil
+                return true
+            }
+            if unused { Task { (try? await made.value)?.close() } }
         }
     }
 

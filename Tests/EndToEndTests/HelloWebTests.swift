@@ -42,7 +42,8 @@ import Testing
     }
 
     /// hello-web closes each connection (nc forks a shell per connection): once faasbox has seen that, each
-    /// invocation connects for the next one while the function answers it.
+    /// invocation connects for the next one while the function answers it; one not used within a second is
+    /// closed.
     @Test func aFunctionThatClosesEachConnectionGetsTheNextOneWhileItAnswers() async throws {
         let instance = try await FunctionInstance.coldStart(
             image: TestPaths.sampleImage("hello-web"), store: try ImageStore(root: state),
@@ -63,6 +64,13 @@ import Testing
         #expect(second.status == 200 && second.bodyText.contains("query: sleep=3"))
         let third = try await instance.invoke(HTTPRequest(method: "GET", target: "/hello?n=3"), requestID: "req-3")
         #expect(third.status == 200 && third.bodyText.contains("query: n=3"))
+        // The one made ahead after req-3 is not used: closed after a second, so an idle instance holds none.
+        let idleDeadline = ContinuousClock.now + .seconds(10)
+        repeat {
+            try await Task.sleep(for: .milliseconds(100))
+            connections = Self.establishedConnections(toPort: 9000, inNetworkOf: instance.process.pid)
+        } while connections != 0 && ContinuousClock.now < idleDeadline
+        #expect(connections == 0)
         await instance.stop()
     }
 
