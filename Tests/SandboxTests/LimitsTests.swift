@@ -27,10 +27,14 @@ import Testing
     @Test func thePeakMemoryIsReadAnewEachTime() async throws {
         let rootfs = try BusyboxRootfs()
         defer { rootfs.remove() }
-        var spec = rootfs.spec("sleep 2; head -c 40000000 /dev/zero | tr '\\0' a | sort > /dev/null; sleep 60")
+        // The sort waits for /go, which the test makes (in the rootfs directory the sandbox sees) once it has
+        // read the peak before it.
+        var spec = rootfs.spec(
+            "until [ -e /go ]; do sleep 0.05; done; head -c 40000000 /dev/zero | tr '\\0' a | sort > /dev/null; sleep 60")
         spec.limits.memoryBytes = 128 << 20
         let process = try await Sandbox.spawn(spec)
         let before = process.cgroup.memoryPeak() ?? -1
+        #expect(FileManager.default.createFile(atPath: "\(rootfs.path)/go", contents: nil))
         var after: Int64 = 0
         let deadline = ContinuousClock.now + .seconds(30)
         while after <= 30 << 20, ContinuousClock.now < deadline {
