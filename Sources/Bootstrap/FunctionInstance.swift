@@ -307,11 +307,11 @@ public final class FunctionInstance: Sendable {
                 let keep = try await connection.exchange(
                     request, extraHeaders: contextHeaders(requestID), maxBody: maxResponseBytes, onHead: onHead,
                     onBody: onBody, onEnd: onEnd)
-                let closedBefore = closesConnections.exchange(!keep, ordering: .relaxed)
+                // (One made ahead for a function that has begun to keep connections goes unused: its timer
+                // closes it, see `prepareConnection`.)
+                closesConnections.store(!keep, ordering: .relaxed)
                 if keep {
                     keepConnection(connection)
-                    // Made ahead for a function that has begun to keep connections: not needed.
-                    if closedBefore, let next = nextConnection.take() { Task { (try? await next.value)?.close() } }
                 } else {
                     connection.close()
                     prepareConnection(on: here)
