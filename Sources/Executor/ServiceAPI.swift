@@ -91,26 +91,27 @@ public enum ServiceAPI {
     }
 
     static func errorResponse(_ error: ServiceError) -> Response {
-        Response(
-            status: .init(code: error.status), headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: errorJSON(error))))
+        json(errorBody(error), status: .init(code: error.status))
     }
 
     /// `{"Error": {"Code", "Message"}}` for `error`.
-    static func errorJSON(_ error: ServiceError) -> [UInt8] {
-        let body = ["Error": ["Code": error.codeName, "Message": error.description]]
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array((try? encoder.encode(body)) ?? Data("{}".utf8))
+    static func errorJSON(_ error: ServiceError) -> [UInt8] { Array(encoded(errorBody(error))) }
+
+    private static func errorBody(_ error: ServiceError) -> [String: [String: String]] {
+        ["Error": ["Code": error.codeName, "Message": error.description]]
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, requestID: String? = nil) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let requestID { headers[requestIDHeader] = requestID }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: encoded(value))))
+    }
+
+    /// The API's JSON: keys sorted, dates in ISO 8601.
+    private static func encoded(_ value: some Encodable) -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
-        var headers: HTTPFields = [.contentType: "application/json"]
-        if let requestID { headers[requestIDHeader] = requestID }
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return (try? encoder.encode(value)) ?? Data("{}".utf8)
     }
 }
