@@ -1,8 +1,10 @@
-import Glibc
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Request ids: time-ordered (version 7, RFC 9562) UUIDs in lowercase — the Unix time in milliseconds, then 74
-/// random bits from the system's generator (getrandom(2), one call each; Foundation's `UUID()` opened and read
-/// /dev/urandom for every one). Ordered by time, each function's new log rows land at the end of the database's
+/// random bits from the system's generator (getrandom(2); Foundation's `UUID()` opened and read /dev/urandom
+/// for every one). Ordered by time, each function's new log rows land at the end of the database's
 /// request-id index: with random (version 4) ids every batch of 256 log rows dirtied ~256 scattered index pages,
 /// 2–4 ms of SQLite work that took a CPU from the warm path (the p99 tail). They read as any UUID does.
 enum RequestID {
