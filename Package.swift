@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Sandbox", targets: ["Sandbox"]),
         .library(name: "Bootstrap", targets: ["Bootstrap"]),
         .library(name: "Executor", targets: ["Executor"]),
+        .library(name: "Service", targets: ["Service"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -63,25 +64,40 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // Many instances: functions, pools, the durable queue, the invocation log, metrics. No HTTP server.
         .target(
             name: "Executor",
             dependencies: [
-                "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport",
+                "Bootstrap", "ImageRuntime", "SystemSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // The front doors of `faasbox serve`: listeners, the native API, /web/.
+        .target(
+            name: "Service",
+            dependencies: [
+                "Executor", "Bootstrap", "ImageRuntime", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Measurement and diagnostics (`faasbox bench`, `doctor --isolation`): beside the CLI, not in the product.
+        .target(
+            name: "Diagnostics",
+            dependencies: ["Bootstrap", "ImageRuntime", "SystemSupport"]
         ),
         // scripts/fuzz builds this with libFuzzer; a plain build replays inputs given as files.
         .executableTarget(name: "faasbox-fuzz", dependencies: ["ImageRuntime"], path: "Sources/faasbox-fuzz"),
         .executableTarget(
             name: "faasbox",
             dependencies: [
-                "Executor", "Bootstrap", "ImageRuntime", "Sandbox",
+                "Service", "Executor", "Diagnostics", "Bootstrap", "ImageRuntime", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -98,14 +114,18 @@ let package = Package(
         .testTarget(name: "ImageRuntimeTests", dependencies: ["ImageRuntime", "SystemSupport", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "TestSupport"]),
         .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "Sandbox", "TestSupport"]),
+        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Bootstrap", "ImageRuntime", "TestSupport"]),
         .testTarget(
-            name: "ExecutorTests",
+            name: "ServiceTests",
             dependencies: [
-                "Executor", "Sandbox", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")]),
+                "Service", "Executor", "Bootstrap", "ImageRuntime", "Sandbox", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]),
+        .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "Bootstrap", "ImageRuntime", "TestSupport"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "Executor", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport",
+                "Executor", "Diagnostics", "Bootstrap", "ImageRuntime", "Sandbox", "SystemSupport", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ]),
     ],

@@ -10,7 +10,10 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     case initTimeout(Duration, output: String)
     /// The bootstrap exited before it became ready.
     case exitedDuringInit(ExitStatus, output: String)
+    /// The function's connection broke, or it exited, during the invocation (439).
     case invocationFailed(String)
+    /// faasbox itself failed (a bind, a thread, an unexpected error): not the function's doing (500).
+    case internalError(String)
     /// The invocation ran past the function's timeout; the instance was killed.
     case timedOut(Duration)
     case invalidRequest(String)
@@ -24,8 +27,6 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     case functionError(String)
     /// A job function exited unsuccessfully (430), with what it printed.
     case jobFailed(ExitStatus, output: String)
-    /// As many invocations as the function's concurrency limit allows are running (432).
-    case concurrencyLimitExceeded(limit: Int)
     /// The caller gave up (Ctrl-C, shutdown); the instance was torn down.
     case cancelled
 
@@ -34,13 +35,13 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .image, .sandbox: return .internalError
         case .noBootstrap, .exitedDuringInit, .initTimeout: return .containerStateExited
         case .invocationFailed: return .userProcessExited
+        case .internalError: return .internalError
         case .timedOut: return .timeLimitReached
         case .invalidRequest: return .invalidParameter
         case .requestTooLarge: return .requestTooLarge
         case .responseTooLarge: return .responseTooLarge
         case .memoryLimitExceeded: return .memoryLimitReached
         case .functionError, .jobFailed: return .userCodeError
-        case .concurrencyLimitExceeded: return .concurrencyLimitExceeded
         case .cancelled: return .internalError
         }
     }
@@ -57,6 +58,7 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
             return "the function's bootstrap \(status) before it listened on port \(SCFContract.functionPort) "
                 + "(note: the root filesystem is read-only; only /tmp is writable)"
         case .invocationFailed(let message): return "invocation failed: \(message)"
+        case .internalError(let message): return "internal error: \(message)"
         case .timedOut(let limit):
             return "the invocation timed out after \(Int(limit.milliseconds)) ms; the instance was killed"
         case .invalidRequest(let message): return "invalid request: \(message)"
@@ -66,8 +68,6 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
             return "the function exceeded its memory limit of \(mb) MB and was killed by the OOM killer"
         case .functionError(let message): return "the function returned an error: \(message)"
         case .jobFailed(let status, _): return "the job \(status)"
-        case .concurrencyLimitExceeded(let limit):
-            return "the function's concurrency limit (\(limit)) is reached; try again later"
         case .cancelled: return "interrupted; the instance was torn down"
         }
     }

@@ -1,5 +1,3 @@
-import Sandbox
-
 /// How one function runs: a value with the contract's defaults.
 public struct FunctionConfig: Sendable {
     public enum Kind: String, Sendable, CaseIterable { case web, event, job }
@@ -16,11 +14,11 @@ public struct FunctionConfig: Sendable {
     public var arguments: [String]?
     public var hostNetwork = false
     /// Host directories bound into the instances (read-only unless a mount says otherwise).
-    public var mounts: [SandboxSpec.Mount] = []
+    public var mounts: [Mount] = []
     /// Run the instances in a user namespace of their own (nil: none; faasbox runs as root).
-    public var userNamespace: SandboxSpec.UserNamespace?
-    /// The seccomp profile of the instances (nil: none); the default is modelled on Docker's.
-    public var seccompProfile: SeccompProfile? = .default
+    public var userNamespace: UserNamespace?
+    /// The seccomp filter of the instances (nil: none); the default is modelled on Docker's.
+    public var seccomp: SeccompPolicy? = .default
     /// `_HANDLER` for custom runtimes (SCF's default handler name).
     public var handler = "index.main_handler"
     /// SIGTERM, then this long for the instance to exit before SIGKILL, when an instance is stopped.
@@ -29,6 +27,30 @@ public struct FunctionConfig: Sendable {
     public var namespace = SCFContract.defaultNamespace
 
     public init(name: String) { self.name = name }
+
+    /// A host directory bound at `target` (an absolute path inside the instance), read-only unless asked.
+    public struct Mount: Sendable, Equatable {
+        public var source: String
+        public var target: String
+        public var readOnly: Bool
+        public init(source: String, target: String, readOnly: Bool = true) {
+            self.source = source
+            self.target = target
+            self.readOnly = readOnly
+        }
+    }
+
+    /// Ids 0..<count inside the instance are host ids hostID..<hostID+count (users and groups alike).
+    public struct UserNamespace: Sendable, Equatable {
+        public var hostID: UInt32
+        public var count: UInt32
+        public init(hostID: UInt32, count: UInt32 = 65_536) {
+            self.hostID = hostID
+            self.count = count
+        }
+        /// The range /etc/subuid conventionally gives root's containers.
+        public static let `default` = UserNamespace(hostID: 100_000)
+    }
 
     /// The environment SCF gives a function (§4; `runtime` adds the runtime API's and the job's variables),
     /// then the image's, then the user's.

@@ -42,7 +42,7 @@ public actor FunctionPool {
         /// The instance that took the invocation; nil when none did (refused, or it could not start).
         public let instanceID: String?
         /// The function's answer, or why there is none.
-        public let result: Result<HTTPResponse, BootstrapError>
+        public let result: Result<HTTPResponse, InvocationError>
         /// The cold start's phases when this invocation started the instance; nil when it reused a warm one
         /// (or when no instance started).
         public let coldStart: PhaseTimings?
@@ -53,7 +53,7 @@ public actor FunctionPool {
 
         /// The response, or the error the invocation failed with.
         public var response: HTTPResponse {
-            get throws(BootstrapError) { try result.get() }
+            get throws(InvocationError) { try result.get() }
         }
 
         /// 0 when the function answered, else the contract's error code.
@@ -64,7 +64,7 @@ public actor FunctionPool {
             }
         }
 
-        static func refused(_ requestID: String, _ error: BootstrapError) -> Outcome {
+        static func refused(_ requestID: String, _ error: InvocationError) -> Outcome {
             Outcome(
                 requestID: requestID, instanceID: nil, result: .failure(error), coldStart: nil, duration: .zero,
                 maxMemoryUsedBytes: nil,
@@ -73,7 +73,7 @@ public actor FunctionPool {
     }
 
     /// Invokes the function once and throws its error, if any (see `run`).
-    public func invoke(_ invocation: OneShotRun.Invocation, requestID: String) async throws(BootstrapError) -> Outcome {
+    public func invoke(_ invocation: Invocation, requestID: String) async throws(InvocationError) -> Outcome {
         let outcome = await run(invocation, requestID: requestID)
         _ = try outcome.response
         return outcome
@@ -86,17 +86,10 @@ public actor FunctionPool {
     /// next request the moment it has the last answer is not over the limit).
     /// `reserved`: the caller holds a slot from `reserve` for this invocation (the async dispatcher does).
     public nonisolated func run(
-        _ invocation: OneShotRun.Invocation, requestID: String, sink: OneShotRun.Sink? = nil, reserved: Bool = false
+        _ invocation: Invocation, requestID: String, sink: ResponseSink? = nil, reserved: Bool = false
     ) async -> Outcome {
         let answered = AtomicFlag()
-        let sink = sink.map { sink in
-            OneShotRun.Sink(
-                head: sink.head, body: sink.body,
-                end: {
-                    if answered.setOnce() { self.answeredInFlight.add(1, ordering: .releasing) }
-                    sink.end()
-                })
-        }
+        let sink = sink?.onEnd { if answered.setOnce() { self.answeredInFlight.add(1, ordering: .releasing) } }
         switch await deliver(invocation, requestID: requestID, sink: sink, reserved: reserved, answered: answered) {
         case .outcome(let outcome): return outcome
         case .delivered(let d):
@@ -114,7 +107,7 @@ public actor FunctionPool {
     private enum Delivery {
         case outcome(Outcome)
         case delivered(
-            instance: FunctionInstance, result: Result<HTTPResponse, BootstrapError>, cold: Bool, duration: Duration,
+            instance: FunctionInstance, result: Result<HTTPResponse, InvocationError>, cold: Bool, duration: Duration,
             peak: Int64?)
     }
 
@@ -132,11 +125,11 @@ public actor FunctionPool {
     }
 
     private func deliver(
-        _ invocation: OneShotRun.Invocation, requestID: String, sink: OneShotRun.Sink?, reserved: Bool,
+        _ invocation: Invocation, requestID: String, sink: ResponseSink?, reserved: Bool,
         answered: AtomicFlag
     ) async -> Delivery {
         if !reserved {
-            if draining { return .outcome(.refused(requestID, .cancelled)) }
+            if draining { return .outcome(.refused(requestID, .instance(.cancelled))) }
             if inFlight < concurrency {
                 inFlight += 1
             } else if answeredInFlight.load(ordering: .acquiring) > 0 {
@@ -152,26 +145,36 @@ public actor FunctionPool {
             }
             freeSlot()
         }
-        if draining { return .outcome(.refused(requestID, .cancelled)) }
-        if config.kind == .job { return .outcome(await runJob(invocation, requestID: requestID)) }
+        if draining { return .outcome(.refused(requestID, .instance(.cancelled))) }
         let instance: FunctionInstance
         let cold: Bool
-        do { (instance, cold) = try await takeInstance() } catch { return .outcome(.refused(requestID, error)) }
+        do {
+            (instance, cold) = try await takeInstance(for: invocation)
+        } catch { return .outcome(.refused(requestID, .instance(error))) }
         busy[instance.id] = instance
         defer { busy[instance.id] = nil }
         let begin = ContinuousClock.now
-        let result: Result<HTTPResponse, BootstrapError>
+        let result: Result<HTTPResponse, InvocationError>
         do {
-            result = .success(
-                try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout, sink: sink))
+            result = .success(try await instance.deliver(invocation, requestID: requestID, timeout: config.timeout, sink: sink))
         } catch {
-            result = .failure(error)
+            result = .failure(.instance(error))
         }
         let duration = ContinuousClock.now - begin
+        if config.kind == .job {
+            // A job is its own instance, run to exit: released with all it printed.
+            let peak = instance.maxMemoryUsed
+            await instance.stop()
+            await instance.output.waitForEOF()
+            return .outcome(
+                Outcome(
+                    requestID: requestID, instanceID: instance.id, result: result, coldStart: instance.timings,
+                    duration: duration, maxMemoryUsedBytes: peak, logLines: instance.output.snapshot.map(\.text)))
+        }
         // A function error (430) leaves the instance as it was; any other failure may have ended it (its peak
         // memory is read before its cgroup goes).
         switch result {
-        case .success, .failure(.functionError):
+        case .success, .failure(.instance(.functionError)):
             await giveBack(instance)
             return .delivered(instance: instance, result: result, cold: cold, duration: duration, peak: nil)
         case .failure:
@@ -202,45 +205,17 @@ public actor FunctionPool {
         for _ in 0..<count { freeSlot() }
     }
 
-    /// A job is its own instance: started with the event, run to exit, released.
-    private func runJob(_ invocation: OneShotRun.Invocation, requestID: String) async -> Outcome {
-        guard case .event(let event) = invocation else {
-            return .refused(requestID, .invalidRequest("a job function takes an event"))
-        }
-        let instance: FunctionInstance
-        do {
-            instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: event)
-        } catch { return .refused(requestID, error) }
-        busy[instance.id] = instance
-        defer { busy[instance.id] = nil }
-        let begin = ContinuousClock.now
-        let result: Result<HTTPResponse, BootstrapError>
-        do {
-            result = .success(try await invocation.deliver(to: instance, requestID: requestID, timeout: config.timeout))
-        } catch {
-            result = .failure(error)
-        }
-        let duration = ContinuousClock.now - begin
-        let peak = instance.maxMemoryUsed
-        await instance.stop()
-        await instance.output.waitForEOF()
-        return Outcome(
-            requestID: requestID, instanceID: instance.id, result: result, coldStart: instance.timings, duration: duration,
-            maxMemoryUsedBytes: peak,
-            logLines: instance.output.snapshot.map(\.text))
-    }
-
     /// Starts `count` instances in advance (provisioned concurrency) and keeps them warm, replacing any that
     /// dies (`maintain`); returns their `Provisioned Report` lines. Stops at the first that fails to start,
     /// throwing its error.
-    public func provision(_ count: Int) async throws(BootstrapError) -> [String] {
+    public func provision(_ count: Int) async throws(BootstrapError) -> [ProvisionedReport] {
         provisionedTarget += count
-        var reports: [String] = []
+        var reports: [ProvisionedReport] = []
         for _ in 0..<count { reports.append(try await startProvisioned()) }
         return reports
     }
 
-    private func startProvisioned() async throws(BootstrapError) -> String {
+    private func startProvisioned() async throws(BootstrapError) -> ProvisionedReport {
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
         if draining {
             await instance.stop()
@@ -248,7 +223,7 @@ public actor FunctionPool {
         }
         provisioned.insert(instance.id)
         idle.append(Idle(instance: instance, since: .now))
-        return LogFormat.provisionedReport(instance.id, instance.timings)
+        return ProvisionedReport(instanceID: instance.id, timings: instance.timings)
     }
 
     /// Stops the instances idle for longer than `idleTimeout` (not the provisioned ones); returns how many.
@@ -265,12 +240,12 @@ public actor FunctionPool {
 
     /// Periodic upkeep: reclaims idle instances, drops idle ones that died, and starts provisioned ones to
     /// replace those that are gone; returns the `Provisioned Report` lines of the new ones.
-    public func maintain() async -> [String] {
+    public func maintain() async -> [ProvisionedReport] {
         await reclaimIdle()
-        let dead = idle.filter { $0.instance.process.exitStatus != nil }
-        idle.removeAll { $0.instance.process.exitStatus != nil }
+        let dead = idle.filter { !$0.instance.isAlive }
+        idle.removeAll { !$0.instance.isAlive }
         for entry in dead { await stopInstance(entry.instance) }
-        var reports: [String] = []
+        var reports: [ProvisionedReport] = []
         while !draining && provisioned.count < provisionedTarget {
             do { reports.append(try await startProvisioned()) } catch { break }
         }
@@ -305,8 +280,8 @@ public actor FunctionPool {
     public var instances: [InstanceInfo] {
         let info = { (instance: FunctionInstance, state: String) in
             InstanceInfo(
-                id: instance.id, state: state, pid: instance.process.pid,
-                provisioned: self.provisioned.contains(instance.id), memoryBytes: instance.process.cgroup.memoryCurrent())
+                id: instance.id, state: state, pid: instance.pid, provisioned: self.provisioned.contains(instance.id),
+                memoryBytes: instance.memoryCurrent)
         }
         return idle.map { info($0.instance, "idle") } + busy.values.sorted { $0.id < $1.id }.map { info($0, "busy") }
     }
@@ -314,10 +289,14 @@ public actor FunctionPool {
     /// An idle instance; or, when an invocation in flight has answered its caller, the instance it is about to
     /// give back (microseconds, against a cold start's milliseconds: a client's next call reuses the instance
     /// of its last); else a new one.
-    private func takeInstance() async throws(BootstrapError) -> (FunctionInstance, cold: Bool) {
+    private func takeInstance(for invocation: Invocation) async throws(BootstrapError) -> (FunctionInstance, cold: Bool) {
+        if config.kind == .job {
+            guard case .event(let event) = invocation else { throw .invalidRequest("a job function takes an event") }
+            return (try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: event), true)
+        }
         while true {
             while let entry = idle.popLast() {
-                if entry.instance.process.exitStatus == nil { return (entry.instance, false) }
+                if entry.instance.isAlive { return (entry.instance, false) }
                 await stopInstance(entry.instance)  // died while idle
             }
             guard !draining, answeredInFlight.load(ordering: .acquiring) > 0 else { break }
@@ -328,7 +307,7 @@ public actor FunctionPool {
     }
 
     private func giveBack(_ instance: FunctionInstance) async {
-        if draining || instance.process.exitStatus != nil {
+        if draining || !instance.isAlive {
             await stopInstance(instance)
         } else {
             idle.append(Idle(instance: instance, since: .now))

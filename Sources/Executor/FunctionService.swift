@@ -29,12 +29,13 @@ public final class FunctionService: Sendable {
     let db: StateDatabase
     let queue: EventQueue
     let metrics = ServiceMetrics()
-    let logs: LogStore
+    let log: InvocationLog
     let options: Options
     let logger: Logger
     private let deployments = Mutex<[String: Deployment]>([:])
-    private let doorbell = Doorbell()
-    private let stopping = AtomicFlag()
+    /// Rung when the dispatcher may have work (AsyncDispatcher.swift).
+    let doorbell = Doorbell()
+    let stopping = AtomicFlag()
     private let drained = AtomicFlag()
 
     init(store: ImageStore, db: StateDatabase, queue: EventQueue, options: Options, logger: Logger) {
@@ -43,7 +44,7 @@ public final class FunctionService: Sendable {
         self.queue = queue
         self.options = options
         self.logger = logger
-        logs = LogStore(db: db)
+        log = InvocationLog(db: db)
     }
 
     /// Opens the service on `store`'s state dir: the database, events a dead faasbox left running put back
@@ -85,10 +86,10 @@ public final class FunctionService: Sendable {
         let pool = FunctionPool(
             image: validated.image, store: store, config: validated.config, concurrency: validated.concurrency,
             idleTimeout: validated.idleTimeout)
-        var reports: [String] = []
+        var reports: [ProvisionedReport] = []
         do { reports = try await pool.provision(validated.provisioned) } catch {
             await pool.drain()
-            throw .invocation(error)
+            throw .invocation(.instance(error))
         }
         if save { try await db.saveFunction(name, spec) }
         let deployment = Deployment(spec: spec, validated: validated, pool: pool, deployedAt: Date())
@@ -97,7 +98,7 @@ public final class FunctionService: Sendable {
         if let old { Task { await old.pool.drain(grace: old.validated.config.timeout) } }
         doorbell.ring()
         logger.info("deployed \(name)", metadata: ["function": "\(name)", "image": "\(validated.image)"])
-        return Deployed(name: name, spec: spec, provisionedReports: reports)
+        return Deployed(name: name, spec: spec, provisionedReports: reports.map(\.line))
     }
 
     /// Deletes `name`: its instances are drained and stopped, its queued events go to the dead letters.
@@ -149,7 +150,7 @@ public final class FunctionService: Sendable {
     public func invoke(_ name: String, event: [UInt8], tail: Bool) async throws(ServiceError) -> InvokeResult {
         if stopping.isSet { throw .shuttingDown }
         let d = try deployment(name)
-        try Self.checkEvent(event, kind: d.validated.config.kind, name: name, limit: SCFContract.maxSyncPayloadBytes)
+        let event = try Self.checkEvent(event, kind: d.validated.config.kind, name: name, delivery: .sync)
         let outcome = await d.pool.run(.event(event), requestID: Self.newRequestID())
         let log = await finish(name, d, outcome)
         return InvokeResult(outcome, log: tail ? log : nil)
@@ -157,7 +158,7 @@ public final class FunctionService: Sendable {
 
     /// Forwards a web function's request; the response goes to `sink` as it arrives. Returns the outcome (its
     /// result is the failure when the function could not answer).
-    public func invokeWeb(_ name: String, request: HTTPRequest, sink: OneShotRun.Sink) async throws(ServiceError)
+    public func invokeWeb(_ name: String, request: HTTPRequest, sink: ResponseSink) async throws(ServiceError)
         -> FunctionPool.Outcome
     {
         if stopping.isSet { throw .shuttingDown }
@@ -165,9 +166,6 @@ public final class FunctionService: Sendable {
         guard d.validated.config.kind == .web else {
             throw .invalidRequest(
                 "\(name) is an \(d.validated.config.kind) function: invoke it with POST /functions/\(name)/invocations")
-        }
-        if request.body.count > SCFContract.maxSyncPayloadBytes {
-            throw .invocation(.requestTooLarge(request.body.count, limit: SCFContract.maxSyncPayloadBytes))
         }
         // The caller's response ended with the function's (`sink.end`); the log and metrics come after.
         let outcome = await d.pool.run(.http(request), requestID: Self.newRequestID(), sink: sink)
@@ -179,21 +177,21 @@ public final class FunctionService: Sendable {
     public func enqueue(_ name: String, event: [UInt8]) async throws(ServiceError) -> String {
         if stopping.isSet { throw .shuttingDown }
         let d = try deployment(name)
-        try Self.checkEvent(event, kind: d.validated.config.kind, name: name, limit: SCFContract.maxAsyncPayloadBytes)
+        let event = try Self.checkEvent(event, kind: d.validated.config.kind, name: name, delivery: .async)
         let requestID = Self.newRequestID()
-        try await queue.enqueue(function: name, requestID: requestID, payload: event)
+        try await queue.enqueue(function: name, requestID: requestID, payload: event.bytes)
         doorbell.ring()
         return requestID
     }
 
-    static func checkEvent(_ event: [UInt8], kind: FunctionConfig.Kind, name: String, limit: Int) throws(ServiceError) {
+    /// The event as its function's kind takes it, checked once here, where it enters the service.
+    static func checkEvent(_ event: [UInt8], kind: FunctionConfig.Kind, name: String, delivery: Event.Delivery)
+        throws(ServiceError) -> Event
+    {
         if kind == .web {
             throw .invalidRequest("\(name) is a web function: call it through /web/\(name)/")
         }
-        if event.count > limit { throw .invocation(.requestTooLarge(event.count, limit: limit)) }
-        do {
-            if kind == .job { try FunctionInstance.validateJobEvent(event) } else { try FunctionInstance.validateEvent(event) }
-        } catch { throw .invocation(error) }
+        do { return try Event(event, kind: kind, delivery: delivery) } catch { throw .invocation(.instance(error)) }
     }
 
     /// An async event's state, tries and result.
@@ -206,32 +204,25 @@ public final class FunctionService: Sendable {
     /// metrics; returns the log text.
     func finish(_ name: String, _ d: Deployment, _ outcome: FunctionPool.Outcome) async -> String {
         metrics.record(function: name, outcome: outcome)
-        var output = outcome.logLines
-        if case .failure(let error) = outcome.result { output.append("Invoke failed (\(error.code.rawValue)): \(error)") }
-        var lines = LogFormat.invocation(
-            outcome.requestID, output: output, duration: outcome.duration, memorySizeMB: d.validated.config.memoryMB,
-            maxMemoryUsedBytes: outcome.maxMemoryUsedBytes)
-        if let cold = outcome.coldStart { lines.append(LogFormat.initReport(outcome.requestID, cold)) }
-        let text = lines.joined(separator: "\n")
-        await logs.append(LogEntry(requestID: outcome.requestID, function: name, at: StateDatabase.now(), text: text))
+        let text = InvocationLog.text(of: outcome, memoryMB: d.validated.config.memoryMB)
+        await log.append(LogEntry(requestID: outcome.requestID, function: name, at: StateDatabase.now(), text: text))
         // A freed concurrency slot matters to the dispatcher only when the function has async events waiting (no
         // wake-up per web or sync call).
         if await queue.hasEvents(name) { doorbell.ring() }
         return text
     }
 
-    private func logProvisioned(_ name: String, _ reports: [String]) async {
+    private func logProvisioned(_ name: String, _ reports: [ProvisionedReport]) async {
         for report in reports {
-            logger.info("\(report)", metadata: ["function": "\(name)"])
-            let id = report.split(separator: " ").dropFirst(3).first.map(String.init) ?? "provisioned"
-            await logs.append(LogEntry(requestID: id, function: name, at: StateDatabase.now(), text: report))
+            logger.info("\(report.line)", metadata: ["function": "\(name)"])
+            await log.append(LogEntry(requestID: report.instanceID, function: name, at: StateDatabase.now(), text: report.line))
         }
     }
 
     /// The stored logs of `name`: one invocation's (every try of it), or the latest `limit`.
     public func logs(_ name: String, requestID: String?, limit: Int = 100) async throws(ServiceError) -> [LogEntry] {
         _ = try deployment(name)
-        await logs.flush()
+        await log.flush()
         return try await db.logs(function: name, requestID: requestID, limit: limit)
     }
 
@@ -245,43 +236,6 @@ public final class FunctionService: Sendable {
         return metrics.text
     }
 
-    // MARK: the dispatcher and upkeep
-
-    /// Runs queued events as the functions' concurrency allows, until `shutdown` begins.
-    public func runDispatcher() async {
-        await withDiscardingTaskGroup { group in
-            while !stopping.isSet {
-                var started = 0
-                for name in await queue.busyFunctions {
-                    guard let d = try? deployment(name) else { continue }
-                    let slots = await d.pool.reserve(Int.max)
-                    let events = (try? await queue.claim(function: name, limit: slots)) ?? []
-                    if events.count < slots { await d.pool.release(slots - events.count) }
-                    for event in events {
-                        group.addTask { await self.run(event, on: d) }
-                    }
-                    started += events.count
-                }
-                if started == 0 { await doorbell.wait(upTo: .milliseconds(100)) }
-            }
-        }
-    }
-
-    private func run(_ event: QueuedEvent, on d: Deployment) async {
-        let outcome = await d.pool.run(.event(event.payload), requestID: event.requestID, reserved: true)
-        _ = await finish(event.function, d, outcome)
-        let result = InvokeResult(outcome, log: nil)
-        // An invocation cut short by a shutdown is left running: the next start queues it again.
-        if stopping.isSet && !result.succeeded { return }
-        do {
-            try await queue.finish(event, result: result)
-        } catch {
-            logger.error(
-                "could not record the result of \(event.requestID): \(error)", metadata: ["function": "\(event.function)"])
-        }
-        doorbell.ring()
-    }
-
     /// Every `maintenanceInterval`: reclaims idle instances, replaces provisioned ones that died, flushes logs;
     /// every minute, expires old events and prunes old records. Until `shutdown` begins.
     public func runMaintenance() async {
@@ -292,7 +246,7 @@ public final class FunctionService: Sendable {
                 guard let d = try? deployment(name) else { continue }
                 await logProvisioned(name, await d.pool.maintain())
             }
-            await logs.flush()
+            await log.flush()
             if ContinuousClock.now - lastPrune > .seconds(60) {
                 lastPrune = .now
                 do {
@@ -320,68 +274,7 @@ public final class FunctionService: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for pool in all { group.addTask { await pool.drain(grace: self.options.shutdownGrace) } }
         }
-        await logs.flush()
+        await log.flush()
         logger.notice("every instance stopped")
-    }
-}
-
-/// Wakes the dispatcher when there may be work: an event queued, an invocation finished.
-final class Doorbell: Sendable {
-    private let state = Mutex<(rung: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
-
-    func ring() {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if let w = s.waiter {
-                s.waiter = nil
-                return w
-            }
-            s.rung = true
-            return nil
-        }
-        waiter?.resume()
-    }
-
-    /// Returns at the next ring (or at once if it rang since the last wait), or after `timeout`.
-    func wait(upTo timeout: Duration) async {
-        let timer = Task {
-            // Cancelled (the bell rang first): no ring, or the next wait would return at once, and so on.
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
-            self.ring()
-        }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                if s.rung {
-                    s.rung = false
-                    return true
-                }
-                s.waiter = c
-                return false
-            }
-            if now { c.resume() }
-        }
-        timer.cancel()
-    }
-}
-
-/// Invocation logs on their way to the database: appended in memory, written in batches of 64 (and by the
-/// maintenance loop, every second). Small batches: a batch's insert and commit take a CPU for as long as they
-/// run, and on a small machine a warm call then waits for one — 256 rows were ~1.2 ms, the -c1 p99; 64 rows
-/// ~0.3 ms, for about the same CPU in all.
-actor LogStore {
-    let db: StateDatabase
-    private var pending: [LogEntry] = []
-
-    init(db: StateDatabase) { self.db = db }
-
-    func append(_ entry: LogEntry) async {
-        pending.append(entry)
-        if pending.count >= 64 { await flush() }
-    }
-
-    func flush() async {
-        guard !pending.isEmpty else { return }
-        let batch = pending
-        pending = []
-        do { try await db.saveLogs(batch) } catch { pending = batch + pending }
     }
 }

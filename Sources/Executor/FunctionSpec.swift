@@ -1,6 +1,5 @@
 import Bootstrap
 import Foundation
-import Sandbox
 
 /// A deployed function's configuration as the API takes it (`PUT /functions/{name}`, `faasbox deploy`) and
 /// the state database keeps it. Field names follow the DESIGN's API; `validated(name:)` checks every field
@@ -102,7 +101,7 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
     }
 
     /// SCF's rule: 2–60 characters, letters, digits, `-` and `_`, starting with a letter, not ending with `-`/`_`.
-    static func checkName(_ name: String) throws(Invalid) {
+    public static func checkName(_ name: String) throws(Invalid) {
         let allowed = name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
         guard (2...60).contains(name.count), allowed, name.first!.isLetter, name.last != "-", name.last != "_" else {
             throw Invalid(
@@ -156,13 +155,13 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
         return env
     }
 
-    static func mount(_ mount: MountSpec) throws(Invalid) -> SandboxSpec.Mount {
+    static func mount(_ mount: MountSpec) throws(Invalid) -> FunctionConfig.Mount {
         guard mount.source.hasPrefix("/"), mount.target.hasPrefix("/"), !mount.target.split(separator: "/").contains("..")
         else { throw Invalid(field: "mounts", reason: "source and target must be absolute paths without '..'") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: mount.source, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw Invalid(field: "mounts", reason: "\(mount.source) is not a directory on this host")
         }
-        return SandboxSpec.Mount(source: mount.source, target: mount.target, readOnly: mount.readOnly ?? true)
+        return FunctionConfig.Mount(source: mount.source, target: mount.target, readOnly: mount.readOnly ?? true)
     }
 }

@@ -8,7 +8,7 @@ public enum ServiceError: Error, Sendable, CustomStringConvertible {
     /// The function's async queue holds as many events as the contract allows.
     case queueFull(function: String, limit: Int)
     case noSuchRequest(String)
-    case invocation(BootstrapError)
+    case invocation(InvocationError)
     case database(String, String)
     /// Another faasbox serves this state dir.
     case stateDirInUse(String)

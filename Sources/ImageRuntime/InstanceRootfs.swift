@@ -99,9 +99,9 @@ extension ImageStore {
         ((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/instances")) ?? []).sorted()
     }
 
-    /// Unmounts and deletes the rootfs of instance `id` (one left by a faasbox that died); nil when done.
-    public func removeInstance(_ id: String) -> SystemCallError? {
-        InstanceRootfs(directory: instanceDirectory(id)).remove()
+    /// The rootfs of instance `id` as it is on disk (mounted or not): one a dead faasbox left, to `remove()`.
+    public func instanceRootfs(_ id: String) -> InstanceRootfs {
+        InstanceRootfs(directory: instanceDirectory(id))
     }
 
     /// Composes the rootfs of a new instance of `image`.

@@ -144,7 +144,7 @@ public final class SandboxProcess: Sendable {
             if fd < 0 { throw .syscall(.current("socket")) }
         }
         let socket = OwnedFileDescriptor(.init(rawValue: fd))
-        try NetworkNamespace.connectLoopback(socket, port: port)
+        do { try LoopbackSocket.connect(socket, port: port) } catch { throw .syscall(error) }
         return socket
     }
 }

@@ -1,9 +1,8 @@
 import ArgumentParser
 import Bootstrap
-import Executor
+import Diagnostics
 import Foundation
 import ImageRuntime
-import Sandbox
 import Synchronization
 import SystemSupport
 
@@ -65,12 +64,14 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        Sandbox.prepareHost()
-        let invocation: OneShotRun.Invocation
+        FunctionHost.prepare()
+        let invocation: Invocation
         if type == .web {
             do { invocation = .http(try HTTPRequest(parsing: http)) } catch { fail(error.description) }
         } else {
-            invocation = .event(Array(event.utf8))
+            do { invocation = .event(try Event(Array(event.utf8), kind: type)) } catch {
+                fail("[\(error.code.rawValue)] \(error.description)")
+            }
         }
         var config = FunctionConfig(name: "bench")
         config.kind = type
@@ -169,7 +170,7 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    private func runIdle(_ bench: Benchmark, invocation: OneShotRun.Invocation, count: Int) async throws {
+    private func runIdle(_ bench: Benchmark, invocation: Invocation, count: Int) async throws {
         raiseDescriptorLimit()
         let bar = ProgressBar(label: "idle instances", total: count, enabled: !json)
         let report: Benchmark.IdleReport
@@ -243,7 +244,7 @@ struct HostFacts {
         let memory = ProcessInfo.processInfo.physicalMemory >> 20
         return HostFacts(pairs: [
             ("kernel", kernel), ("cpu", model), ("cores", "\(ProcessInfo.processInfo.activeProcessorCount)"),
-            ("memory", "\(memory) MiB"), ("cgroups", "\(CgroupHost.current)"),
+            ("memory", "\(memory) MiB"), ("cgroups", FunctionHost.prepare()),
             ("rootfs", RootfsMode.current == .overlay ? "overlay" : "hard-link farm"),
         ])
     }
@@ -274,3 +275,5 @@ final class ProgressBar: Sendable {
         FileHandle.standardError.write(Data("\r\u{1b}[2K".utf8))
     }
 }
+
+extension FunctionConfig.Kind: ExpressibleByArgument {}

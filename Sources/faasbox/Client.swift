@@ -67,41 +67,15 @@ struct Deploy: AsyncParsableCommand {
     var name: String
     @Argument(help: "The function's image: an OCI archive on the server's host.")
     var image: String
-    @Option(help: "web, event or job.") var type = "web"
-    @Option(help: "Memory in MB (64–3072, steps of 64).") var memory: Int?
-    @Option(help: "Seconds one invocation may take (1–900).") var timeout: Int?
-    @Option(help: "Seconds the function has to become ready.") var initTimeout: Int?
-    @Option(help: "Invocations that may run at once.") var concurrency: Int?
+    @OptionGroup var function: FunctionOptions
+    @Option(help: "Invocations that may run at once (1–1000).") var concurrency: Int?
     @Option(help: "Instances started now and kept warm.") var provisioned: Int?
-    @Option(help: "Seconds an idle instance is kept.") var idleTimeout: Int?
-    @Option(name: .customLong("env"), help: "K=V (repeatable).") var environment: [String] = []
-    @Option(help: "Run this program instead of the image's.") var command: String?
-    @Option(name: .customLong("arg"), parsing: .unconditionalSingleValue, help: "Argument (repeatable).")
-    var args: [String] = []
-    @Flag(help: "Share the host's network namespace.") var hostNetwork = false
-    @Option(help: "SOURCE:TARGET[:rw], a host directory in the instances (read-only unless :rw; repeatable).")
-    var mount: [String] = []
+    @Option(help: "Seconds an idle instance is kept (1–86400).") var idleTimeout: Int?
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        var spec = FunctionSpec(image: URL(fileURLWithPath: image).standardizedFileURL.path, type: type)
-        (spec.memorySize, spec.timeout, spec.initTimeout) = (memory, timeout, initTimeout)
+        var spec = function.spec(image: URL(fileURLWithPath: image).standardizedFileURL.path)
         (spec.concurrency, spec.provisioned, spec.idleTimeout) = (concurrency, provisioned, idleTimeout)
-        spec.env = try Dictionary(
-            environment.map { entry in
-                guard let eq = entry.firstIndex(of: "=") else { throw ValidationError("--env takes K=V, got '\(entry)'") }
-                return (String(entry[..<eq]), String(entry[entry.index(after: eq)...]))
-            }, uniquingKeysWith: { $1 })
-        spec.command = command.map { [$0] }
-        spec.args = args.isEmpty ? nil : args
-        spec.network = hostNetwork ? "host" : nil
-        spec.mounts = try mount.map { text in
-            let parts = text.split(separator: ":").map(String.init)
-            guard parts.count == 2 || (parts.count == 3 && parts[2] == "rw") else {
-                throw ValidationError("--mount takes SOURCE:TARGET[:rw], got '\(text)'")
-            }
-            return FunctionSpec.MountSpec(source: parts[0], target: parts[1], readOnly: parts.count == 2)
-        }
         let body = try JSONEncoder().encode(spec)
         let answer = await server.send(.PUT, "/functions/\(name)", body: [UInt8](body))
         let json = server.expectJSON(answer) as? [String: Any] ?? [:]

@@ -1,8 +1,8 @@
 import ArgumentParser
-import Executor
+import Bootstrap
+import Diagnostics
 import Foundation
 import ImageRuntime
-import Sandbox
 import SystemSupport
 
 struct Doctor: AsyncParsableCommand {
@@ -27,7 +27,7 @@ struct Doctor: AsyncParsableCommand {
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
         line("kernel", HostFacts.kernelRelease)
         line("cores", "\(ProcessInfo.processInfo.activeProcessorCount)")
-        line("cgroups", "\(Sandbox.prepareHost())")
+        line("cgroups", FunctionHost.prepare())
         line("overlayfs", filesystems.contains("\toverlay\n") ? "yes" : "no")
         line(
             "instance rootfs",
@@ -38,7 +38,7 @@ struct Doctor: AsyncParsableCommand {
             "seccomp",
             FileSystem.readProcFile("/proc/self/status").contains("Seccomp:") ? "yes (filter compiled with libseccomp)" : "no")
         line("user namespaces", "max \(userNamespaces) (off by default: faasbox runs as root; `run --userns` turns one on)")
-        line("faasbox-init", Sandbox.initBinaryStatus)
+        line("faasbox-init", FunctionHost.initBinaryStatus)
     }
 
     private func runIsolation() async throws {

@@ -1,6 +1,5 @@
 import ArgumentParser
-import Foundation
-import Sandbox
+import Bootstrap
 
 struct SeccompProfileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -8,8 +7,6 @@ struct SeccompProfileCommand: AsyncParsableCommand {
         abstract: "Print the default seccomp profile as JSON (a starting point for --seccomp-profile).")
 
     func run() async throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(SeccompProfile.default), as: UTF8.self))
+        print(SeccompPolicy.default.json)
     }
 }

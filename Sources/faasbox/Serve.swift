@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Service
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

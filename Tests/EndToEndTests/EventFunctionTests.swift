@@ -12,7 +12,8 @@ import Testing
     @Test func theEventAndTheContextHeadersReachTheFunction() async throws {
         let run = OneShotRun(store: try ImageStore(root: state), config: FunctionConfig(name: "hello-event"))
         let event = #"{"Type":"Timer","TriggerName":"every-minute","Message":"tick"}"#
-        let result = try await run.run(image: TestPaths.sampleImage("hello-event"), invocation: .event(Array(event.utf8)))
+        let result = try await run.run(
+            image: TestPaths.sampleImage("hello-event"), invocation: .event(try Event(Array(event.utf8), kind: .event)))
         #expect(result.response.status == 200)
         let body = try #require(
             try JSONSerialization.jsonObject(with: Data(result.response.body)) as? [String: Any])
@@ -26,7 +27,8 @@ import Testing
     @Test func aNonJSONEventIsRefusedBeforeAnyInstanceStarts() async throws {
         let run = OneShotRun(store: try ImageStore(root: state), config: FunctionConfig(name: "hello-event"))
         await #expect {
-            _ = try await run.run(image: TestPaths.sampleImage("hello-event"), invocation: .event(Array("not json".utf8)))
+            _ = try await run.run(
+                image: TestPaths.sampleImage("hello-event"), invocation: .event(try Event(Array("not json".utf8), kind: .event)))
         } throws: { error in
             guard let e = error as? BootstrapError else { return false }
             return e.code == .invalidParameter
@@ -38,7 +40,7 @@ import Testing
     @Test func anEventOverSixMegabytesIsRefusedWith406() async throws {
         let big = "[\"" + String(repeating: "x", count: 6 << 20) + "\"]"
         #expect {
-            try FunctionInstance.validateEvent(Array(big.utf8))
+            _ = try Event(Array(big.utf8), kind: .event)
         } throws: { error in
             (error as? BootstrapError)?.code == .requestTooLarge
         }

@@ -1,14 +1,14 @@
-import Executor
+import Bootstrap
+import Diagnostics
 import Foundation
 import ImageRuntime
-import Sandbox
 import TestSupport
 import Testing
 
 /// The isolation self-test (`faasbox doctor --isolation`) in the suite: every property must hold.
 @Suite(.serialized) struct IsolationTests {
-    @Test(arguments: [nil, SandboxSpec.UserNamespace.default])
-    func everyIsolationPropertyHolds(userNamespace: SandboxSpec.UserNamespace?) async throws {
+    @Test(arguments: [nil, FunctionConfig.UserNamespace.default])
+    func everyIsolationPropertyHolds(userNamespace: FunctionConfig.UserNamespace?) async throws {
         let store = try ImageStore(root: TestPaths.temporaryDirectory("isolation"))
         let verdicts = try await IsolationCheck.run(
             probeImage: TestPaths.sampleImage("isolation-probe"), store: store, userNamespace: userNamespace)

@@ -16,7 +16,7 @@ import Testing
     @Test func aJobRunsToExitWithItsEventAndIsReleased() async throws {
         let store = try ImageStore(root: state)
         let result = try await OneShotRun(store: store, config: config())
-            .run(image: TestPaths.sampleImage("hello-job"), invocation: .event(Array(#"{"x":1}"#.utf8)))
+            .run(image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array(#"{"x":1}"#.utf8), kind: .job)))
         #expect(result.protocolKind == .job)
         #expect(result.response.status == 200)
         #expect(result.logLines.contains(#"hello-job: started with event {"x":1}"#), "\(result.logLines)")
@@ -29,7 +29,8 @@ import Testing
     @Test func aNonZeroExitIs430WithTheJobsOutput() async throws {
         let run = OneShotRun(store: try ImageStore(root: state), config: config())
         await #expect {
-            _ = try await run.run(image: TestPaths.sampleImage("hello-job"), invocation: .event(Array(#"{"exit": 7}"#.utf8)))
+            _ = try await run.run(
+                image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array(#"{"exit": 7}"#.utf8), kind: .job)))
         } throws: { error in
             guard let e = error as? BootstrapError, case .jobFailed(.exited(7), let output) = e else { return false }
             return e.code == .userCodeError && output.contains("failing with exit code 7")
@@ -42,7 +43,9 @@ import Testing
         let begin = ContinuousClock.now
         let run = OneShotRun(store: try ImageStore(root: state), config: config)
         await #expect {
-            _ = try await run.run(image: TestPaths.sampleImage("hello-job"), invocation: .event(Array(#"{"sleep": 30}"#.utf8)))
+            _ = try await run.run(
+                image: TestPaths.sampleImage("hello-job"),
+                invocation: .event(try Event(Array(#"{"sleep": 30}"#.utf8), kind: .job)))
         } throws: { error in
             (error as? BootstrapError)?.code == .timeLimitReached
         }
@@ -55,7 +58,8 @@ import Testing
         let big = "[\"" + String(repeating: "x", count: 128 << 10) + "\"]"
         for (event, code) in [(big, SCFContract.ErrorCode.requestTooLarge), ("not json", .invalidParameter)] {
             await #expect {
-                _ = try await run.run(image: TestPaths.sampleImage("hello-job"), invocation: .event(Array(event.utf8)))
+                _ = try await run.run(
+                    image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array(event.utf8), kind: .job)))
             } throws: { error in
                 (error as? BootstrapError)?.code == code
             }

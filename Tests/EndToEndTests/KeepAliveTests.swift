@@ -83,11 +83,11 @@ import Testing
             return connectionCount(response)
         }
         var counts = [try await count(on: a, 0)]
-        for i in 1...FunctionInstance.callsBeforeMove { counts.append(try await count(on: b, i)) }
+        for i in 1...UpstreamConnections.callsBeforeMove { counts.append(try await count(on: b, i)) }
         counts.append(try await count(on: b, 100))
         counts.append(try await count(on: a, 101))
         counts.append(try await count(on: b, 102))
-        let away = FunctionInstance.callsBeforeMove
+        let away = UpstreamConnections.callsBeforeMove
         #expect(counts == Array(1...away) + [1, 2, 3, 4], "moved on the \(away)th call from the other loop, then stays")
         await instance.stop()
         try await group.shutdownGracefully()

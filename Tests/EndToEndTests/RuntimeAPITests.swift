@@ -68,7 +68,7 @@ import Testing
         }
         await instance.stop()
         let result = try await OneShotRun(store: store, config: config())
-            .run(image: TestPaths.sampleImage("hello-runtime"), invocation: .event(Array("{}".utf8)))
+            .run(image: TestPaths.sampleImage("hello-runtime"), invocation: .event(try Event(Array("{}".utf8), kind: .event)))
         #expect(result.response.bodyText.contains(#""count":1"#))
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(state)/instances").isEmpty)
     }

@@ -27,7 +27,9 @@ import Testing
     @Test func aWarmInstanceIsReusedAndKeepsItsState() async throws {
         let pool = try runtimePool()
         var outcomes: [FunctionPool.Outcome] = []
-        for i in 1...3 { outcomes.append(try await pool.invoke(.event(Array("{}".utf8)), requestID: "r\(i)")) }
+        for i in 1...3 {
+            outcomes.append(try await pool.invoke(.event(try Event(Array("{}".utf8), kind: .event)), requestID: "r\(i)"))
+        }
         #expect(try outcomes.map(count) == [1, 2, 3], "the same process answered: its counter went on")
         #expect(outcomes[0].coldStart != nil && outcomes[1].coldStart == nil && outcomes[2].coldStart == nil)
         #expect(outcomes[0].logLines.first?.hasPrefix("hello-runtime: initialising") == true, "init output on the cold one")
@@ -40,13 +42,15 @@ import Testing
 
     @Test func pastTheConcurrencyLimitACallIsRefusedWith432AtOnce() async throws {
         let pool = try runtimePool(concurrency: 1)
-        let slow = Task { try await pool.invoke(.event(Array(#"{"hang":true}"#.utf8)), requestID: "slow") }
+        let slow = Task {
+            try await pool.invoke(.event(try Event(Array(#"{"hang":true}"#.utf8), kind: .event)), requestID: "slow")
+        }
         while await pool.busyCount == 0 { try await Task.sleep(for: .milliseconds(5)) }
         let begin = ContinuousClock.now
         await #expect {
-            _ = try await pool.invoke(.event(Array("{}".utf8)), requestID: "over")
+            _ = try await pool.invoke(.event(try Event(Array("{}".utf8), kind: .event)), requestID: "over")
         } throws: { error in
-            (error as? BootstrapError)?.code == .concurrencyLimitExceeded
+            (error as? InvocationError)?.code == .concurrencyLimitExceeded
         }
         #expect(ContinuousClock.now - begin < .seconds(1), "refused at once, not queued")
         slow.cancel()
@@ -56,18 +60,18 @@ import Testing
 
     @Test func idleInstancesAreReclaimedAndAFailedOneIsNeverReused() async throws {
         let pool = try runtimePool(idleTimeout: .milliseconds(100))
-        _ = try await pool.invoke(.event(Array("{}".utf8)), requestID: "a")
+        _ = try await pool.invoke(.event(try Event(Array("{}".utf8), kind: .event)), requestID: "a")
         #expect(await pool.reclaimIdle() == 0, "not idle long enough yet")
         try await Task.sleep(for: .milliseconds(150))
         #expect(await pool.reclaimIdle() == 1)
         #expect(await pool.idleCount == 0)
 
-        let first = try await pool.invoke(.event(Array("{}".utf8)), requestID: "b")
+        let first = try await pool.invoke(.event(try Event(Array("{}".utf8), kind: .event)), requestID: "b")
         #expect(try count(first) == 1, "a new instance after the reclaim")
-        await #expect(throws: BootstrapError.self) {
-            _ = try await pool.invoke(.event(Array(#"{"crash":true}"#.utf8)), requestID: "c")
+        await #expect(throws: InvocationError.self) {
+            _ = try await pool.invoke(.event(try Event(Array(#"{"crash":true}"#.utf8), kind: .event)), requestID: "c")
         }
-        let next = try await pool.invoke(.event(Array("{}".utf8)), requestID: "d")
+        let next = try await pool.invoke(.event(try Event(Array("{}".utf8), kind: .event)), requestID: "d")
         #expect(try count(next) == 1 && next.coldStart != nil, "the crashed instance was discarded")
         await pool.drain()
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(state)/instances").isEmpty)
@@ -79,7 +83,7 @@ import Testing
         let pool = FunctionPool(
             image: TestPaths.sampleImage("hello-job"), store: try ImageStore(root: state), config: config, concurrency: 2,
             idleTimeout: .seconds(60))
-        let outcome = try await pool.invoke(.event(Array(#"{"n":1}"#.utf8)), requestID: "j")
+        let outcome = try await pool.invoke(.event(try Event(Array(#"{"n":1}"#.utf8), kind: .job)), requestID: "j")
         #expect(outcome.coldStart != nil)
         #expect(outcome.logLines.contains("hello-job: done"))
         #expect(await pool.idleCount == 0)
@@ -90,14 +94,15 @@ import Testing
         let reports = try await pool.provision(2)
         #expect(reports.count == 2)
         for report in reports {
-            #expect(report.hasPrefix("Provisioned Report InstanceId: fb-"), "\(report)")
+            #expect(report.line.hasPrefix("Provisioned Report InstanceId: fb-"), "\(report.line)")
+            #expect(report.line.hasPrefix("Provisioned Report InstanceId: \(report.instanceID) "), "the id it names is its own")
             for field in ["Coldstart: ", "PullCode: ", "InitRuntime: ", "InitFunction: ", "Overhead: "] {
-                #expect(report.contains(field), "\(field) in \(report)")
+                #expect(report.line.contains(field), "\(field) in \(report.line)")
             }
         }
         #expect(await pool.reclaimIdle() == 0, "provisioned instances stay warm")
-        async let a = pool.invoke(.event(Array("{}".utf8)), requestID: "p1")
-        async let b = pool.invoke(.event(Array("{}".utf8)), requestID: "p2")
+        async let a = pool.invoke(.event(try Event(Array("{}".utf8), kind: .event)), requestID: "p1")
+        async let b = pool.invoke(.event(try Event(Array("{}".utf8), kind: .event)), requestID: "p2")
         let (first, second) = try await (a, b)
         #expect(first.coldStart == nil && second.coldStart == nil, "both calls found a warm instance")
         #expect(await pool.idleCount == 2)

@@ -32,7 +32,8 @@ import Testing
         let run = OneShotRun(store: try ImageStore(root: TestPaths.temporaryDirectory("failure-log")), config: config)
         await #expect(throws: BootstrapError.self) {
             _ = try await run.run(
-                image: TestPaths.sampleImage("hello-runtime"), invocation: .event(Array(#"{"fail":true}"#.utf8)),
+                image: TestPaths.sampleImage("hello-runtime"),
+                invocation: .event(try Event(Array(#"{"fail":true}"#.utf8), kind: .event)),
                 failureLog: { lines in collected.withLock { $0 = lines } })
         }
         let lines = collected.withLock { $0 }

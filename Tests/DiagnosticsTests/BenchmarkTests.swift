@@ -5,7 +5,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@testable import Executor
+@testable import Diagnostics
 
 /// `faasbox bench`'s measurements: real cold starts, each sample a real phase time.
 @Suite struct BenchmarkTests {
@@ -17,7 +17,8 @@ import Testing
         options.concurrency = 3
         let progress = Mutex<[Int]>([])
         let (samples, throughput) = try await Benchmark(store: store, config: config).coldStarts(
-            image: TestPaths.sampleImage("hello-runtime"), invocation: .event(Array("{}".utf8)), count: 6, options: options,
+            image: TestPaths.sampleImage("hello-runtime"), invocation: .event(try Event(Array("{}".utf8), kind: .event)),
+            count: 6, options: options,
             progress: { done in progress.withLock { $0.append(done) } })
         let byName = Dictionary(uniqueKeysWithValues: samples.map { ($0.name, $0) })
         for phase in ["PullCode", "InitRuntime", "InitFunction", "Overhead", "Coldstart", "first response"] {
@@ -37,10 +38,11 @@ import Testing
         var config = FunctionConfig(name: "bench")
         config.kind = .job
         let (samples, _) = try await Benchmark(store: store, config: config).coldStarts(
-            image: TestPaths.sampleImage("hello-job"), invocation: .event(Array("{}".utf8)), count: 2, options: options)
+            image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array("{}".utf8), kind: .job)), count: 2,
+            options: options)
         let fresh = try #require(samples.first { $0.name == "PullCode" })
         let (stored, _) = try await Benchmark(store: store, config: config).coldStarts(
-            image: TestPaths.sampleImage("hello-job"), invocation: .event(Array("{}".utf8)), count: 2)
+            image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array("{}".utf8), kind: .job)), count: 2)
         let storedPull = try #require(stored.first { $0.name == "PullCode" })
         #expect(fresh.median > storedPull.median, "unpacking costs more than finding the stored image")
     }
@@ -50,7 +52,7 @@ import Testing
         var config = FunctionConfig(name: "idle")
         config.kind = .event
         let report = try await Benchmark(store: store, config: config).idleInstances(
-            image: TestPaths.sampleImage("hello-event"), invocation: .event(Array("{}".utf8)), count: 4)
+            image: TestPaths.sampleImage("hello-event"), invocation: .event(try Event(Array("{}".utf8), kind: .event)), count: 4)
         #expect(report.instances == 4)
         #expect(report.stoppedBy == nil)
         #expect(report.instanceBytesPerInstance > 65536, "each instance's processes are charged to its cgroup")

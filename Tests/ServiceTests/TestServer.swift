@@ -7,6 +7,7 @@ import NIOHTTP1
 import TestSupport
 
 @testable import Executor
+@testable import Service
 
 /// A `faasbox serve` for one test: in this process (`start`) or as a child process of the built binary
 /// (`spawn`, for kill -9 and SIGTERM), on a free loopback port, with a state dir of its own.

@@ -1,36 +1,6 @@
 import Bootstrap
 import Foundation
 import ImageRuntime
-import Sandbox
-
-/// Samples of one measured quantity and their summary.
-public struct Samples: Sendable {
-    public let name: String
-    public private(set) var values: [Double] = []  // milliseconds
-
-    public init(_ name: String) { self.name = name }
-
-    public mutating func add(_ duration: Duration) { values.append(duration.milliseconds) }
-
-    /// The q-quantile (nearest rank) of the samples.
-    public func quantile(_ q: Double) -> Double {
-        guard !values.isEmpty else { return .nan }
-        let sorted = values.sorted()
-        return sorted[min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))]
-    }
-
-    public var median: Double {
-        let sorted = values.sorted()
-        guard !sorted.isEmpty else { return .nan }
-        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-    }
-
-    public var row: String {
-        let cells = [values.min() ?? .nan, median, quantile(0.9), quantile(0.99), values.max() ?? .nan]
-            .map { String(format: "%9.3f", $0) }
-        return name.padding(toLength: 16, withPad: " ", startingAt: 0) + cells.joined(separator: " ")
-    }
-}
 
 /// `faasbox bench`: repeated cold starts and warm invocations in one process, and sandbox-only starts.
 public struct Benchmark: Sendable {
@@ -54,7 +24,7 @@ public struct Benchmark: Sendable {
     /// `count` cold starts of `image`, each answering one invocation (with the image stored first, unless
     /// `freshPull`). With `concurrency` > 1 they overlap; `throughput` is then cold starts per second of wall time.
     public func coldStarts(
-        image: String, invocation: OneShotRun.Invocation, count: Int, options: ColdOptions = ColdOptions(),
+        image: String, invocation: Invocation, count: Int, options: ColdOptions = ColdOptions(),
         progress: @escaping @Sendable (Int) -> Void = { _ in }
     ) async throws -> (samples: [Samples], throughput: Double) {
         if !options.freshPull { _ = try await store.pull(image) }
@@ -89,7 +59,7 @@ public struct Benchmark: Sendable {
         return ([pull, runtime, function, overhead, cold, first], wall > 0 ? Double(count) / wall : 0)
     }
 
-    private func oneColdStart(image: String, invocation: OneShotRun.Invocation, index: Int, evict: Bool) async throws
+    private func oneColdStart(image: String, invocation: Invocation, index: Int, evict: Bool) async throws
         -> (PhaseTimings, Duration)
     {
         if evict {
@@ -98,11 +68,11 @@ public struct Benchmark: Sendable {
         }
         let clock = ContinuousClock()
         let begin = clock.now
-        var jobEvent: [UInt8]?
+        var jobEvent: Event?
         if config.kind == .job, case .event(let event) = invocation { jobEvent = event }
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config, jobEvent: jobEvent)
         do {
-            _ = try await invocation.deliver(to: instance, requestID: "bench-\(index)", timeout: config.timeout)
+            _ = try await instance.deliver(invocation, requestID: "bench-\(index)", timeout: config.timeout)
         } catch {
             await instance.stop(grace: .zero)
             throw error
@@ -130,7 +100,7 @@ public struct Benchmark: Sendable {
     /// them. Stops starting at the first failure (and says why). faasbox's share is measured process-wide (resident
     /// memory, open descriptors): run it in a process that does nothing else, as `faasbox bench --idle` does.
     public func idleInstances(
-        image: String, invocation: OneShotRun.Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
+        image: String, invocation: Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
     ) async throws -> IdleReport {
         _ = try await store.pull(image)
         let rssBefore = Self.residentBytes(), fdsBefore = Self.openDescriptors()
@@ -140,7 +110,7 @@ public struct Benchmark: Sendable {
             do {
                 let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
                 instances.append(instance)
-                _ = try await invocation.deliver(to: instance, requestID: "idle-\(i)", timeout: config.timeout)
+                _ = try await instance.deliver(invocation, requestID: "idle-\(i)", timeout: config.timeout)
             } catch {
                 stoppedBy = "instance \(i + 1): \(error)"
                 break
@@ -149,7 +119,7 @@ public struct Benchmark: Sendable {
         }
         try? await Task.sleep(for: .milliseconds(200))  // let the last outputs settle
         let n = Double(max(instances.count, 1))
-        let charged = instances.compactMap { $0.process.stats().memoryBytes }.reduce(0, +)
+        let charged = instances.compactMap { $0.stats().memoryBytes }.reduce(0, +)
         let report = IdleReport(
             instances: instances.count, stoppedBy: stoppedBy,
             faasboxBytesPerInstance: Double(Self.residentBytes() - rssBefore) / n,
@@ -174,7 +144,7 @@ public struct Benchmark: Sendable {
 
     /// `count` invocations of one warm instance.
     public func warmInvocations(
-        image: String, invocation: OneShotRun.Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
+        image: String, invocation: Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
     ) async throws -> Samples {
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
         var samples = Samples("warm invoke")
@@ -182,7 +152,7 @@ public struct Benchmark: Sendable {
         do {
             for i in 0..<count {
                 let begin = clock.now
-                _ = try await invocation.deliver(to: instance, requestID: "warm-\(i)", timeout: config.timeout)
+                _ = try await instance.deliver(invocation, requestID: "warm-\(i)", timeout: config.timeout)
                 samples.add(clock.now - begin)
                 progress(i + 1)
             }
@@ -199,17 +169,11 @@ public struct Benchmark: Sendable {
     public func sandboxRuns(image: String, program: [String], count: Int) async throws -> [Samples] {
         let pulled = try await store.pull(image)
         var runtime = Samples("InitRuntime"), total = Samples("spawn to exit")
-        let clock = ContinuousClock()
         for i in 0..<count {
-            let id = "bench-\(i)-\(UInt32.random(in: 0...UInt32.max))"
-            let rootfs = try store.composeRootfs(pulled, instanceID: id)
-            let begin = clock.now
-            let process = try await Sandbox.spawn(SandboxSpec(rootfs: rootfs.path, arguments: program, instanceID: id))
-            runtime.add(clock.now - begin)
-            _ = await process.wait()
-            total.add(clock.now - begin)
-            await process.stop()
-            rootfs.remove()
+            let run = try await SandboxRun.run(
+                program, image: pulled, store: store, name: "bench-\(i)-\(UInt32.random(in: 0...UInt32.max))")
+            runtime.add(run.initRuntime)
+            total.add(run.total)
         }
         return [runtime, total]
     }

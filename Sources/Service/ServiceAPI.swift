@@ -1,4 +1,5 @@
 import Bootstrap
+import Executor
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -81,7 +82,7 @@ public enum ServiceAPI {
         do {
             return Array(buffer: try await request.collectBody(upTo: limit))
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw ServiceError.invocation(.requestTooLarge(limit + 1, limit: limit))
+            throw ServiceError.invocation(.instance(.requestTooLarge(limit + 1, limit: limit)))
         }
     }
 

@@ -1,3 +1,5 @@
+import Bootstrap
+import Executor
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -15,7 +17,7 @@ public enum Server {
         onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) async throws {
         let lock = try StateDirLock(stateDir: store.root)
-        let cleaned = Leftovers.clean(store: store)
+        let cleaned = await FunctionInstance.removeLeftovers(store: store)
         if !cleaned.isEmpty { logger.notice("removed \(cleaned.count) instances left by an earlier faasbox") }
         let service = try await FunctionService.open(store: store, options: options, logger: logger)
         let app = Application(

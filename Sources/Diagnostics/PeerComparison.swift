@@ -1,7 +1,6 @@
 import Bootstrap
 import Foundation
 import ImageRuntime
-import Sandbox
 import SystemSupport
 
 /// `faasbox bench --compare`: faasbox and the peer tools installed on this host (runc, crun, bwrap) each start
@@ -78,13 +77,13 @@ public struct PeerComparison: Sendable {
         for i in 0..<runs {
             var begin = clock.now
             let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
-            _ = try await instance.invoke(
-                HTTPRequest(method: "GET", target: path), requestID: "compare-\(i)", timeout: .seconds(30))
+            _ = try await instance.deliver(
+                .http(HTTPRequest(method: "GET", target: path)), requestID: "compare-\(i)", timeout: .seconds(30))
             faasbox.add(clock.now - begin)
             await instance.stop()
 
             if let runcPath, unavailable.isEmpty {
-                let netns = try NetworkNamespace()
+                let netns = try IsolatedNetwork()
                 let bundle = try makeRuncBundle(
                     rootfs: shared.path, program: bootstrap.arguments, cwd: bootstrap.workingDirectory, netns: netns.path)
                 defer { try? FileManager.default.removeItem(atPath: bundle) }
@@ -107,7 +106,7 @@ public struct PeerComparison: Sendable {
         return Result(samples: [faasbox, runc].filter { !$0.values.isEmpty }, unavailable: unavailable)
     }
 
-    private static func pollHTTP(_ netns: NetworkNamespace, request: String, deadline: ContinuousClock.Instant) async -> Bool {
+    private static func pollHTTP(_ netns: IsolatedNetwork, request: String, deadline: ContinuousClock.Instant) async -> Bool {
         var pause = Duration.microseconds(200)
         while ContinuousClock.now < deadline {
             if let socket = try? netns.connect(port: 9000) {
@@ -199,17 +198,9 @@ public struct PeerComparison: Sendable {
     }
 
     private func faasboxRun(_ image: PulledImage, program: [String], index: Int) async throws -> (Duration, Duration) {
-        let id = "compare-\(index)-\(UInt32.random(in: 0...UInt32.max))"
-        let rootfs = try store.composeRootfs(image, instanceID: id)
-        defer { _ = rootfs.remove() }
-        let clock = ContinuousClock()
-        let begin = clock.now
-        let process = try await Sandbox.spawn(SandboxSpec(rootfs: rootfs.path, arguments: program, instanceID: id))
-        let initRuntime = clock.now - begin
-        _ = await process.wait()
-        let total = clock.now - begin
-        await process.stop()
-        return (initRuntime, total)
+        let run = try await SandboxRun.run(
+            program, image: image, store: store, name: "compare-\(index)-\(UInt32.random(in: 0...UInt32.max))")
+        return (run.initRuntime, run.total)
     }
 
     private struct Peer {

@@ -7,6 +7,7 @@ import TestSupport
 import Testing
 
 @testable import Executor
+@testable import Service
 
 /// What the clients saw, shared between them.
 final class Tally: Sendable {

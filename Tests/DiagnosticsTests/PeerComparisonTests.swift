@@ -3,7 +3,7 @@ import ImageRuntime
 import TestSupport
 import Testing
 
-@testable import Executor
+@testable import Diagnostics
 
 /// `bench --compare`: faasbox and the peers installed by scripts/install-deps run interleaved; each peer either
 /// has a sample per round or says why it could not run here.

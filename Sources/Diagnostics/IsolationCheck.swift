@@ -1,6 +1,6 @@
+import Bootstrap
 import Foundation
 import ImageRuntime
-import Sandbox
 import SystemSupport
 
 #if canImport(Glibc)
@@ -19,37 +19,30 @@ public enum IsolationCheck {
 
     /// Runs the probe image; throws only when it cannot be run at all.
     public static func run(
-        probeImage: String, store: ImageStore, userNamespace: SandboxSpec.UserNamespace? = nil
+        probeImage: String, store: ImageStore, userNamespace: FunctionConfig.UserNamespace? = nil
     ) async throws -> [Verdict] {
         let image = try await store.pull(probeImage)
         let id = "isolation-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let rootfs = try store.composeRootfs(image, instanceID: id)
-        defer { rootfs.remove() }
         let marker = "\(store.root)/.isolation-marker-\(id)"
         _ = FileManager.default.createFile(atPath: marker, contents: Data("host only".utf8))
         defer { unlink(marker) }
         // A listener on the host's 127.0.0.1 (a free port) that the sandbox must not reach.
-        let (listener, port) = try NetworkNamespace.listenOnHost(backlog: 4)
+        let (listener, port) = try LoopbackSocket.listen(backlog: 4)
         defer { listener.close() }
-        var spec = SandboxSpec(
-            rootfs: rootfs.path, arguments: image.config.config?.entrypoint ?? ["/probe"],
-            environment: ["PATH=/bin", "PROBE_MARKER=\(marker)", "PROBE_PORT=\(port)"],
-            instanceID: id)
+        var options = SandboxRun.Options()
+        options.environment = ["PATH=/bin", "PROBE_MARKER=\(marker)", "PROBE_PORT=\(port)"]
         // /tmp is a tmpfs whose pages count against the instance's memory: give the probe room to fill the
         // 512 MB of /tmp before its memory bomb meets the limit.
-        spec.limits.memoryBytes = 768 << 20
-        spec.userNamespace = userNamespace
-        let process = try await Sandbox.spawn(spec)
-        let stdout = process.stdout
-        let output = try await runBlocking { () throws(SystemCallError) -> [UInt8] in try stdout.readToEnd() }
-        _ = await process.wait()
-        let oom = process.cgroup.oomKilled()
-        await process.stop()
-        var verdicts = String(decoding: output, as: UTF8.self).split(separator: "\n").compactMap(parse)
+        options.memoryMB = 768
+        options.userNamespace = userNamespace
+        options.captureStdout = true
+        let run = try await SandboxRun.run(
+            image.config.config?.entrypoint ?? ["/probe"], image: image, store: store, name: id, options: options)
+        var verdicts = String(decoding: run.stdout, as: UTF8.self).split(separator: "\n").compactMap(parse)
         verdicts.append(
             Verdict(
-                held: oom, property: "memory bomb reported as OOM by the cgroup",
-                detail: oom ? "oom_kill counted" : "no OOM kill recorded"))
+                held: run.oomKilled, property: "memory bomb reported as OOM by the cgroup",
+                detail: run.oomKilled ? "oom_kill counted" : "no OOM kill recorded"))
         return verdicts
     }
 

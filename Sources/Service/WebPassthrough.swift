@@ -1,4 +1,5 @@
 import Bootstrap
+import Executor
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -140,7 +141,7 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
                 web = WebCall(head: head, name: name)
                 let limit = SCFContract.maxSyncPayloadBytes
                 if let length = head.headers.first(name: "Content-Length").flatMap({ Int($0) }), length > limit {
-                    return refuse(.invocation(.requestTooLarge(length, limit: limit)), context: context)
+                    return refuse(.invocation(.instance(.requestTooLarge(length, limit: limit))), context: context)
                 }
                 if head.version.minor >= 1, head.headers["Expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                     // The body is read here before the function sees the request: ask for it now (curl waits a
@@ -158,7 +159,7 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
             let size = (call.body?.readableBytes ?? 0) + buffer.readableBytes
             if size > SCFContract.maxSyncPayloadBytes {
                 return refuse(
-                    .invocation(.requestTooLarge(size, limit: SCFContract.maxSyncPayloadBytes)), context: context)
+                    .invocation(.instance(.requestTooLarge(size, limit: SCFContract.maxSyncPayloadBytes))), context: context)
             }
             if call.body == nil { call.body = buffer } else { call.body!.writeBuffer(&buffer) }
             web = call
@@ -203,7 +204,7 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
                 loop.execute { work(bound.value.0, bound.value.1) }
             }
         }
-        let sink = OneShotRun.Sink(
+        let sink = ResponseSink(
             head: { response in onLoop { $0.answer(.head(response), generation, context: $1) } },
             body: { bytes in onLoop { $0.answer(.body(bytes), generation, context: $1) } },
             end: { onLoop { $0.answer(.end, generation, context: $1) } })

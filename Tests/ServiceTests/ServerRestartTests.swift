@@ -4,6 +4,7 @@ import TestSupport
 import Testing
 
 @testable import Executor
+@testable import Service
 
 /// `faasbox serve` as a child process: kill -9 with events queued and in flight loses none, and SIGTERM
 /// finishes what is in flight before the instances stop.

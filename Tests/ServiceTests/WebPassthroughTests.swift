@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import Executor
+@testable import Service
 
 #if canImport(Glibc)
     import Glibc

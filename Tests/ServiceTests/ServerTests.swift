@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 
 @testable import Executor
+@testable import Service
 
 /// The HTTP API of `faasbox serve`, over real HTTP, with real instances of the sample images.
 @Suite struct ServerTests {

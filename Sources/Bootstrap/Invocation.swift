@@ -1,0 +1,76 @@
+import Foundation
+import Synchronization
+
+/// What one invocation sends: an HTTP request (web functions) or an event (event and job functions).
+public enum Invocation: Sendable {
+    case http(HTTPRequest)
+    case event(Event)
+}
+
+/// An event, checked once where it enters faasbox against its function kind's rules (contract §4, §6): at most
+/// the kind's limit, JSON; for a job, one environment variable's worth with no NUL byte (or empty).
+public struct Event: Sendable, Equatable {
+    public let bytes: [UInt8]
+
+    /// How the event is invoked: sync events may be 6 MB, async ones (and every job's) 128 KB.
+    public enum Delivery: Sendable { case sync, async }
+
+    /// Refuses an event the contract refuses: over the limit (406), not JSON (400), a job's with a NUL (400).
+    public init(_ bytes: [UInt8], kind: FunctionConfig.Kind, delivery: Delivery = .sync) throws(BootstrapError) {
+        let limit = Self.limit(kind: kind, delivery: delivery)
+        if bytes.count > limit { throw .requestTooLarge(bytes.count, limit: limit) }
+        switch kind {
+        case .web:
+            throw .invalidRequest("a web function takes HTTP requests, not events")
+        case .event:
+            if !Self.isJSON(bytes) { throw .invalidRequest("the event of an event function must be JSON") }
+        case .job:
+            if bytes.contains(0) { throw .invalidRequest("the event of a job function cannot contain NUL bytes") }
+            if !bytes.isEmpty && !Self.isJSON(bytes) { throw .invalidRequest("the event of a job function must be JSON") }
+        }
+        self.bytes = bytes
+    }
+
+    /// An event checked when it was stored (the async queue checks each at enqueue): taken as it is.
+    package init(checked bytes: [UInt8]) { self.bytes = bytes }
+
+    /// The largest event of `kind` delivered so.
+    public static func limit(kind: FunctionConfig.Kind, delivery: Delivery) -> Int {
+        if kind == .job { return SCFContract.maxJobEventBytes }
+        return delivery == .sync ? SCFContract.maxSyncPayloadBytes : SCFContract.maxAsyncPayloadBytes
+    }
+
+    private static func isJSON(_ bytes: [UInt8]) -> Bool {
+        (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil
+    }
+}
+
+/// Where a web function's response goes as it arrives, instead of being collected into the result.
+public struct ResponseSink: Sendable {
+    /// Called on the instance connection's event loop: must not block.
+    public let head: @Sendable (HTTPResponse) throws -> Void
+    public let body: @Sendable ([UInt8]) throws -> Void
+    /// The response is complete: called on the connection's event loop the moment its last byte arrives,
+    /// before the function's output is attributed and the invocation's log and metrics are written.
+    public let end: @Sendable () -> Void
+    public init(
+        head: @escaping @Sendable (HTTPResponse) throws -> Void,
+        body: @escaping @Sendable ([UInt8]) throws -> Void,
+        end: @escaping @Sendable () -> Void = {}
+    ) {
+        self.head = head
+        self.body = body
+        self.end = end
+    }
+
+    /// The same sink, with `also` run when the response ends (before the sink's own `end`).
+    public func onEnd(_ also: @escaping @Sendable () -> Void) -> ResponseSink {
+        let end = self.end
+        return ResponseSink(
+            head: head, body: body,
+            end: {
+                also()
+                end()
+            })
+    }
+}
