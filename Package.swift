@@ -30,19 +30,21 @@ let package = Package(
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
         .systemLibrary(name: "CCap", path: "Sources/CCap"),
-        .target(name: "CSandbox", path: "Sources/CSandbox"),
+        // The clone child and its process calls (Sandbox only); the syscalls Glibc lacks (SystemSupport only).
+        .target(name: "CSpawn", path: "Sources/CSpawn"),
+        .target(name: "CSyscalls", path: "Sources/CSyscalls"),
         // pid 1 of every sandbox: static, because it runs inside images that have no libc.
         .executableTarget(
             name: "faasbox-init", path: "Sources/faasbox-init",
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xclang-linker", "-static"])]),
         .target(
             name: "SystemSupport",
-            dependencies: ["CSandbox", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["CSyscalls", .product(name: "SystemPackage", package: "swift-system")]
         ),
         .target(
             name: "ImageRuntime",
             dependencies: [
-                "CArchive", "CSandbox", "SystemSupport",
+                "CArchive", "SystemSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -50,14 +52,14 @@ let package = Package(
         .target(
             name: "Sandbox",
             dependencies: [
-                "CSandbox", "CSeccomp", "CCap", "SystemSupport",
+                "CSpawn", "CSeccomp", "CCap", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "Bootstrap",
             dependencies: [
-                "CSandbox", "ImageRuntime", "Sandbox", "SystemSupport",
+                "ImageRuntime", "Sandbox", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

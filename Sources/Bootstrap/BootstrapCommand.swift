@@ -1,4 +1,3 @@
-import CSandbox
 import ImageRuntime
 import SystemSupport
 
@@ -32,13 +31,8 @@ public enum BootstrapCommand {
 
     /// Whether `path` names an executable regular file inside `rootfs`, resolving symlinks within it.
     static func isExecutableFile(_ path: String, in rootfs: String) -> Bool {
-        let root = open(rootfs, O_PATH_FLAG | O_DIRECTORY | O_CLOEXEC)
-        if root < 0 { return false }
-        defer { close(root) }
-        let fd = fb_openat2(root, path, O_PATH_FLAG | O_CLOEXEC, 0, Resolve.inRoot | Resolve.noMagicLinks)
-        if fd < 0 { return false }
-        defer { close(fd) }
+        guard let file = try? OwnedFileDescriptor.open(path, inRoot: rootfs, O_PATH_FLAG) else { return false }
         var st = stat()
-        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && (st.st_mode & 0o111) != 0
+        return fstat(file.rawValue, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && (st.st_mode & 0o111) != 0
     }
 }

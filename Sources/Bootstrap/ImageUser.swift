@@ -1,4 +1,3 @@
-import CSandbox
 import Sandbox
 import SystemSupport
 
@@ -52,12 +51,7 @@ enum ImageUser {
     }
 
     private static func readInRoot(_ path: String, rootfs: String) -> String? {
-        let root = open(rootfs, O_PATH_FLAG | O_DIRECTORY | O_CLOEXEC)
-        if root < 0 { return nil }
-        defer { close(root) }
-        let fd = fb_openat2(root, path, O_RDONLY | O_CLOEXEC, 0, Resolve.inRoot | Resolve.noMagicLinks)
-        if fd < 0 { return nil }
-        let owned = OwnedFileDescriptor(.init(rawValue: fd))
-        return (try? owned.readToEnd(limit: 1 << 20)).map { String(decoding: $0, as: UTF8.self) }
+        guard let file = try? OwnedFileDescriptor.open(path, inRoot: rootfs, O_RDONLY) else { return nil }
+        return (try? file.readToEnd(limit: 1 << 20)).map { String(decoding: $0, as: UTF8.self) }
     }
 }

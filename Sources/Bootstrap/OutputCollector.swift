@@ -1,4 +1,3 @@
-import CSandbox
 import Foundation
 import Synchronization
 import SystemSupport
@@ -75,12 +74,10 @@ public final class OutputCollector: Sendable {
 
     private func drain(_ fd: CInt, into pipe: inout Pipe, _ chunk: UnsafeMutableBufferPointer<UInt8>) {
         while true {
-            let n = read(fd, chunk.baseAddress, chunk.count)
+            let n = Syscall.retrying { read(fd, chunk.baseAddress, chunk.count) }
             if n > 0 {
                 split(UnsafeBufferPointer(rebasing: chunk[..<n]), into: &pipe)
                 if n < chunk.count { return }  // a pipe gives all it holds at once: it is empty now
-            } else if n < 0 && (errno == EINTR) {
-                continue
             } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 return
             } else {  // EOF (or an error that ends the stream)
@@ -175,64 +172,6 @@ public final class OutputCollector: Sendable {
             for case let fd? in pipes.map(\.fd) {
                 OutputReader.shared.unwatch(fd)
                 close(fd)
-            }
-        }
-    }
-}
-
-/// The thread that reads every instance's output pipes: one epoll set, level-triggered; a readable pipe is
-/// drained into its collector. Cheap to keep for hundreds of idle instances (two descriptors each, no thread
-/// or event-loop channel per pipe).
-final class OutputReader: Sendable {
-    static let shared = OutputReader()
-
-    private let epoll: CInt
-    /// Watched pipes by key (the key, not the descriptor, travels in epoll's events: a descriptor number can
-    /// be reused as soon as it is closed).
-    private let watched = Mutex<(byKey: [UInt64: (OutputCollector, Int)], keyOfFD: [CInt: UInt64], next: UInt64)>(
-        ([:], [:], 1))
-
-    private init() {
-        epoll = fb_epoll_create()
-        if epoll < 0 { fatalError("epoll_create1: \(String(cString: strerror(-epoll)))") }
-        let thread = Thread { [self] in run() }
-        thread.name = "faasbox-output"
-        thread.start()
-    }
-
-    func watch(_ fd: CInt, collector: OutputCollector, pipe: Int) throws(SystemCallError) {
-        let key = watched.withLock { w in
-            let key = w.next
-            w.next += 1
-            w.byKey[key] = (collector, pipe)
-            w.keyOfFD[fd] = key
-            return key
-        }
-        let rc = fb_epoll_add(epoll, fd, key)
-        if rc != 0 {
-            unwatch(fd)
-            throw .negated("epoll_ctl(EPOLL_CTL_ADD)", rc)
-        }
-    }
-
-    /// Stops watching `fd` (before it is closed).
-    func unwatch(_ fd: CInt) {
-        let known = watched.withLock { w -> Bool in
-            guard let key = w.keyOfFD.removeValue(forKey: fd) else { return false }
-            w.byKey[key] = nil
-            return true
-        }
-        if known { _ = fb_epoll_del(epoll, fd) }
-    }
-
-    private func run() {
-        var keys = [UInt64](repeating: 0, count: 64)
-        while true {
-            let n = keys.withUnsafeMutableBufferPointer { fb_epoll_wait(epoll, $0.baseAddress, CInt($0.count), -1) }
-            guard n > 0 else { continue }  // -EINTR
-            for key in keys[..<Int(n)] {
-                guard let (collector, pipe) = watched.withLock({ $0.byKey[key] }) else { continue }
-                collector.drain(pipe: pipe)
             }
         }
     }

@@ -43,19 +43,6 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
         self.type = type
     }
 
-    /// The defaults and bounds of the fields (contract §5, §7); in one place.
-    public enum Limits {
-        public static let timeoutSeconds = 1...900
-        public static let initTimeoutSeconds = 1...300
-        public static let concurrency = 1...1000
-        public static let defaultConcurrency = 10
-        public static let idleTimeoutSeconds = 1...86_400
-        public static let defaultIdleTimeoutSeconds = 300
-        /// Environment variables, all names and values together (contract §7, unconfirmed).
-        public static let environmentBytes = 4096
-        public static let memoryStepMB = 64
-    }
-
     /// A field the spec refuses, and why.
     public struct Invalid: Error, Sendable, CustomStringConvertible {
         public let field: String
@@ -70,20 +57,22 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
         config.kind = try Self.field("type", type ?? "web") { FunctionConfig.Kind(rawValue: $0) }
         config.memoryMB = try Self.memory(memorySize ?? SCFContract.defaultMemoryMB)
         let defaultTimeout = Int(SCFContract.defaultTimeout.components.seconds)
-        config.timeout = .seconds(try Self.bounded("timeout", timeout ?? defaultTimeout, Limits.timeoutSeconds))
+        config.timeout = .seconds(try Self.bounded("timeout", timeout ?? defaultTimeout, SCFContract.timeoutRangeSeconds))
         let defaultInit = Int(SCFContract.defaultInitTimeout.components.seconds)
-        config.initTimeout = .seconds(try Self.bounded("initTimeout", initTimeout ?? defaultInit, Limits.initTimeoutSeconds))
+        config.initTimeout = .seconds(
+            try Self.bounded("initTimeout", initTimeout ?? defaultInit, SCFContract.initTimeoutRangeSeconds))
         config.environment = try Self.environment(env ?? [:])
         config.command = try Self.nonEmpty("command", command)
         config.arguments = args
         config.hostNetwork = try Self.field("network", network ?? "isolated") { ["isolated": false, "host": true][$0] }
         config.mounts = try (mounts ?? []).map(Self.mount)
-        let limit = try Self.bounded("concurrency", concurrency ?? Limits.defaultConcurrency, Limits.concurrency)
+        let limit = try Self.bounded("concurrency", concurrency ?? SCFContract.defaultConcurrency, SCFContract.concurrencyRange)
         let provisioned = try Self.bounded("provisioned", provisioned ?? 0, 0...limit)
         if config.kind == .job && provisioned > 0 {
             throw Invalid(field: "provisioned", reason: "a job function runs one instance per event; it cannot be provisioned")
         }
-        let idle = try Self.bounded("idleTimeout", idleTimeout ?? Limits.defaultIdleTimeoutSeconds, Limits.idleTimeoutSeconds)
+        let idle = try Self.bounded(
+            "idleTimeout", idleTimeout ?? SCFContract.defaultIdleTimeoutSeconds, SCFContract.idleTimeoutRangeSeconds)
         if image.isEmpty { throw Invalid(field: "image", reason: "must name an OCI archive") }
         return Validated(
             name: name, image: image, config: config, concurrency: limit, provisioned: provisioned,
@@ -111,11 +100,11 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
     }
 
     static func memory(_ mb: Int) throws(Invalid) -> Int {
-        guard SCFContract.memoryRangeMB.contains(mb), mb % Limits.memoryStepMB == 0 else {
+        guard SCFContract.memoryRangeMB.contains(mb), mb % SCFContract.memoryStepMB == 0 else {
             throw Invalid(
                 field: "memorySize",
                 reason: "must be \(SCFContract.memoryRangeMB.lowerBound)–\(SCFContract.memoryRangeMB.upperBound) MB "
-                    + "in steps of \(Limits.memoryStepMB) (got \(mb))")
+                    + "in steps of \(SCFContract.memoryStepMB) (got \(mb))")
         }
         return mb
     }
@@ -149,8 +138,8 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
             if !valid { throw Invalid(field: "env", reason: "\"\(key)\" is not a valid variable name") }
         }
         let size = env.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
-        if size > Limits.environmentBytes {
-            throw Invalid(field: "env", reason: "\(size) bytes in all, over the limit of \(Limits.environmentBytes)")
+        if size > SCFContract.maxEnvironmentBytes {
+            throw Invalid(field: "env", reason: "\(size) bytes in all, over the limit of \(SCFContract.maxEnvironmentBytes)")
         }
         return env
     }

@@ -14,16 +14,19 @@ class ReadSource {
     var error: ImageError?
 }
 
-/// Reads a file descriptor in large chunks, optionally hashing every byte read.
+/// Reads a file in large chunks, optionally hashing every byte read. It owns the file's descriptor: whatever
+/// still reads through it (a decompressing thread) keeps the descriptor open, so its number is never reused
+/// under a reader.
 final class FileSource: ReadSource {
-    private let fd: CInt
+    private let file: OwnedFileDescriptor
+    private var fd: CInt { file.rawValue }
     private let buffer: UnsafeMutableRawBufferPointer
     private(set) var hasher: Hasher?
     private(set) var bytesRead: Int64 = 0
     let label: String
 
-    init(fd: CInt, label: String, hashing algorithm: Digest.Algorithm? = nil, chunk: Int = 1 << 20) {
-        self.fd = fd
+    init(file: OwnedFileDescriptor, label: String, hashing algorithm: Digest.Algorithm? = nil, chunk: Int = 1 << 20) {
+        self.file = file
         self.label = label
         self.buffer = .allocate(byteCount: chunk, alignment: 16)
         self.hasher = algorithm.map(Hasher.init)
@@ -32,17 +35,12 @@ final class FileSource: ReadSource {
     deinit { buffer.deallocate() }
 
     override func read() throws(ImageError) -> UnsafeRawBufferPointer {
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .system(.current("read", path: label))
-            }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-            hasher?.update(chunk)
-            bytesRead += Int64(n)
-            return chunk
-        }
+        let n = Syscall.retrying { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        if n < 0 { throw .system(.current("read", path: label)) }
+        let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+        hasher?.update(chunk)
+        bytesRead += Int64(n)
+        return chunk
     }
 
     override func skip(_ count: Int64) -> Int64 {

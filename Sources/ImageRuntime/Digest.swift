@@ -2,7 +2,7 @@ import Crypto
 
 /// A content digest such as `sha256:e3b0…`, validated on creation.
 public struct Digest: Sendable, Hashable, CustomStringConvertible {
-    public enum Algorithm: String, Sendable {
+    public enum Algorithm: String, Sendable, CaseIterable {
         case sha256, sha512
         var hexLength: Int { self == .sha256 ? 64 : 128 }
     }

@@ -1,4 +1,3 @@
-import CSandbox
 import Foundation
 import Logging
 import SystemSupport
@@ -26,17 +25,15 @@ package enum FuzzEntryPoints {
         try? FileSystem.removeTree(dir)
         _ = mkdir(dir, 0o755)
         defer { try? FileSystem.removeTree(dir) }
-        let fd = fb_memfd_with(bytes)
-        if fd < 0 { return }
-        defer { close(fd) }
+        guard let file = try? MemoryFile.holding(bytes, name: "fuzz") else { return }
         var limits = UnpackLimits()
         limits.maxTotalBytes = 64 << 20
         limits.maxEntries = 10_000
         do {
             let stream = try LayerStream(
-                fd: fd, label: "fuzz", verifyCompressed: .sha256, diffIDAlgorithm: .sha256,
+                file: file, label: "fuzz", verifyCompressed: .sha256, diffIDAlgorithm: .sha256,
                 limits: limits, bytesBudget: limits.maxTotalBytes)
-            defer { stream.stop() }  // before `close(fd)`
+            defer { stream.stop() }
             let unpacker = try LayerUnpacker(
                 directory: dir, limits: limits, logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
             try unpacker.unpack(stream.tar, entryBudget: limits.maxEntries)
@@ -53,11 +50,4 @@ package enum FuzzEntryPoints {
         _ = try? store.pullBlocking(path)
     }
 
-    private static func fb_memfd_with(_ bytes: [UInt8]) -> CInt {
-        let fd = fb_memfd("fuzz")
-        if fd < 0 { return fd }
-        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        lseek(fd, 0, SEEK_SET)
-        return fd
-    }
 }

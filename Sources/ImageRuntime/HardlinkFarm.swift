@@ -1,5 +1,5 @@
-import CSandbox
 import Foundation
+import SystemPackage
 import SystemSupport
 
 #if canImport(Glibc)
@@ -54,19 +54,17 @@ enum HardlinkFarm {
                 if symlink(target, to) != 0 { throw .current("symlink", path: to) }
                 lchown(to, st.st_uid, st.st_gid)
             default:
-                let rc = fb_mknodat(AT_FDCWD, to, st.st_mode, UInt32(major(st.st_rdev)), UInt32(minor(st.st_rdev)))
-                if rc != 0 { throw .negated("mknod", path: to, rc) }
+                try DeviceNode.make(
+                    in: FileDescriptor(rawValue: AT_FDCWD), to, mode: st.st_mode, major: UInt32(major(st.st_rdev)),
+                    minor: UInt32(minor(st.st_rdev)))
                 lchown(to, st.st_uid, st.st_gid)
             }
         }
     }
 
     private static func isOpaque(_ directory: String) -> Bool {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
-        var value: UInt8 = 0
-        return fb_fgetxattr(fd, "trusted.overlay.opaque", &value, 1) == 1 && value == UInt8(ascii: "y")
+        guard let file = try? OwnedFileDescriptor.open(directory, O_RDONLY | O_DIRECTORY) else { return false }
+        return ExtendedAttribute.get(file.fd, "trusted.overlay.opaque", capacity: 1) == [UInt8(ascii: "y")]
     }
 
     private static func copyMetadata(from source: String, to target: String) throws(SystemCallError) {

@@ -18,6 +18,8 @@ public enum ImageError: Error, Sendable, CustomStringConvertible {
     case entryEscapesRoot(String)
     case unsafeEntry(String, reason: String)
     case hardlinkTargetMissing(entry: String, target: String)
+    /// A layer of an image is no longer in the store (`gc` removed it after an `rmi`): pull the image again.
+    case layerMissing(diffID: String)
     case limitExceeded(String)
     case corruptArchive(what: String, reason: String)
     case system(SystemCallError)
@@ -30,6 +32,8 @@ public enum ImageError: Error, Sendable, CustomStringConvertible {
         case .malformed(let what, let reason): return "malformed \(what): \(reason)"
         case .invalidDigest(let d): return "invalid digest \"\(d)\""
         case .unsupportedDigestAlgorithm(let d): return "unsupported digest algorithm in \(d) (sha256 and sha512 are supported)"
+        case .layerMissing(let diffID):
+            return "layer \(diffID) is no longer in the store (removed by gc after rmi); pull the image again"
         case .blobMissing(let digest): return "blob \(digest) is referenced but not present in the image"
         case .sizeMismatch(let blob, let expected, let actual):
             return "blob \(blob): size \(actual) does not match the descriptor's \(expected)"

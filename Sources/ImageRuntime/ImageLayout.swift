@@ -61,11 +61,10 @@ struct ImageLayout {
     /// Streams an `oci-archive` tarball once: small files kept in memory, blobs copied into the store.
     private static func openArchive(_ path: String, store: BlobDirectory, limits: UnpackLimits) throws(ImageError) -> ImageLayout
     {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .system(.current("open", path: path)) }
-        defer { close(fd) }
+        let file: OwnedFileDescriptor
+        do { file = try .open(path, O_RDONLY) } catch { throw .system(error) }
         let reader: ArchiveReader
-        let source = FileSource(fd: fd, label: path)
+        let source = FileSource(file: file, label: path)
         do { reader = try ArchiveReader(format: .tar, source: source, what: path) } catch {
             throw .notAnImageLayout(path: path, reason: "not a tar archive")
         }
@@ -130,6 +129,9 @@ struct ImageLayout {
 struct BlobDirectory {
     let path: String
 
+    /// Where the blob `digest` is kept.
+    func path(of digest: Digest) -> String { "\(path)/\(digest.algorithm.rawValue)/\(digest.hex)" }
+
     /// Stores the current entry under the sha256 of its content, whatever its name, and returns that digest.
     func storeBlob(hashing reader: ArchiveReader, archive: String, name: String) throws(ImageError) -> Digest {
         let tmp = try temporaryFile()
@@ -138,7 +140,7 @@ struct BlobDirectory {
             try copy(from: reader, to: tmp, hasher: &hasher)
             let digest = hasher.finalize()
             try createAlgorithmDirectory(.sha256)
-            if rename(tmp, "\(path)/sha256/\(digest.hex)") != 0 {
+            if rename(tmp, path(of: digest)) != 0 {
                 throw ImageError.system(.current("rename", path: "\(archive):\(name)"))
             }
             return digest
@@ -152,7 +154,7 @@ struct BlobDirectory {
     func storeBlob(bytes: [UInt8]) throws(ImageError) -> Digest {
         let digest = Hasher.digest(of: bytes, .sha256)
         try createAlgorithmDirectory(.sha256)
-        do { try FileSystem.writeAtomically("\(path)/sha256/\(digest.hex)", bytes) } catch { throw .system(error) }
+        do { try FileSystem.writeAtomically(path(of: digest), bytes) } catch { throw .system(error) }
         return digest
     }
 

@@ -20,9 +20,6 @@ public struct ImageRecord: Codable, Sendable {
 }
 
 extension ImageStore {
-    var recordsDirectory: String { "\(root)/images" }
-    var sourcesDirectory: String { "\(root)/images/sources" }
-
     /// An identity for an archive file (or a layout directory's index.json) that changes when it is rewritten.
     static func sourceKey(path: String, tag: String?) -> String? {
         var st = stat()
@@ -34,26 +31,18 @@ extension ImageStore {
             "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec):\(tag ?? "")"
     }
 
-    private func sourceFile(_ key: String) -> String {
-        "\(sourcesDirectory)/" + Hasher.digest(of: Array(key.utf8), .sha256).hex.prefix(32)
-    }
-
-    private func recordFile(_ manifestDigest: String) -> String {
-        "\(recordsDirectory)/\(manifestDigest.replacingOccurrences(of: ":", with: "-")).json"
-    }
-
     /// The stored image for an unchanged source whose layers are all still in the store, or nil.
     func storedImage(path: String, key: String) -> PulledImage? {
-        guard let digestBytes = try? FileSystem.read(sourceFile(key), limit: 256) else { return nil }
+        guard let digestBytes = try? FileSystem.read(paths.source(key: key), limit: 256) else { return nil }
         let manifestDigest = String(decoding: digestBytes, as: UTF8.self)
-        guard let bytes = try? FileSystem.read(recordFile(manifestDigest)),
+        guard let bytes = try? FileSystem.read(paths.record(manifestDigest: manifestDigest)),
             let record = try? JSONDecoder().decode(ImageRecord.self, from: Data(bytes)),
             record.sourceKey == key
         else { return nil }
         var layers: [StoredLayer] = []
         for diffID in record.diffIDs {
             guard let digest = try? Digest(parsing: diffID) else { return nil }
-            let path = "\(layersDirectory)/\(digest.algorithm.rawValue)/\(digest.hex)"
+            let path = paths.layer(digest)
             guard FileSystem.exists(path) else { return nil }
             layers.append(StoredLayer(diffID: diffID, path: path))
         }
@@ -69,14 +58,14 @@ extension ImageStore {
             source: image.source, tag: tag, manifestDigest: image.manifestDigest, config: image.config,
             diffIDs: image.layers.map(\.diffID), pulledAt: Date(), sourceKey: key ?? "")
         do {
-            try FileSystem.createDirectory(sourcesDirectory)
+            try FileSystem.createDirectory(paths.sources)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             guard let json = try? encoder.encode(record) else {
                 throw ImageError.malformed(what: "image record", reason: "cannot encode")
             }
-            try FileSystem.writeAtomically(recordFile(image.manifestDigest), [UInt8](json))
-            if let key { try FileSystem.writeAtomically(sourceFile(key), Array(image.manifestDigest.utf8)) }
+            try FileSystem.writeAtomically(paths.record(manifestDigest: image.manifestDigest), [UInt8](json))
+            if let key { try FileSystem.writeAtomically(paths.source(key: key), Array(image.manifestDigest.utf8)) }
         } catch let error as SystemCallError {
             throw .system(error)
         } catch let error as ImageError {
@@ -88,9 +77,9 @@ extension ImageStore {
 
     /// Every image the store has a record of, newest first.
     public func images() -> [ImageRecord] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: recordsDirectory)) ?? []
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: paths.records)) ?? []
         return names.filter { $0.hasSuffix(".json") }.compactMap { name in
-            (try? FileSystem.read("\(recordsDirectory)/\(name)")).flatMap {
+            (try? FileSystem.read("\(paths.records)/\(name)")).flatMap {
                 try? JSONDecoder().decode(ImageRecord.self, from: Data($0))
             }
         }.sorted { $0.pulledAt > $1.pulledAt }
@@ -103,34 +92,50 @@ extension ImageStore {
         let matches = images().filter { $0.manifestDigest.hasPrefix(wanted) || $0.source == reference }
         if matches.isEmpty { throw .notFound(path: reference) }
         for record in matches {
-            unlink(recordFile(record.manifestDigest))
-            if !record.sourceKey.isEmpty { unlink(sourceFile(record.sourceKey)) }
+            unlink(paths.record(manifestDigest: record.manifestDigest))
+            if !record.sourceKey.isEmpty { unlink(paths.source(key: record.sourceKey)) }
         }
         return matches.map(\.manifestDigest)
     }
 
-    /// Removes the layers and blobs no remaining image references, except layers an instance has mounted.
-    /// Returns what was removed.
+    /// Removes the layers and blobs no remaining image references, except the layers an instance uses (any
+    /// instance of the store, of this process or another, a dead one's until it is cleaned). Decided from the
+    /// store's own records — image records and each instance's `layers` list — under the store's lock held
+    /// exclusive, so no pull or cold start records a layer between the decision and the removal. Returns
+    /// what was removed.
     public func collectGarbage() -> (layers: Int, blobs: Int) {
-        let records = images()
-        let liveLayers = Set(records.flatMap(\.diffIDs).compactMap { try? Digest(parsing: $0) }.map(\.hex))
-        let mounted = FileSystem.readProcFile("/proc/self/mountinfo")
-        var removedLayers = 0
-        for algorithm in ["sha256", "sha512"] {
-            let dir = "\(layersDirectory)/\(algorithm)"
-            for hex in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where !liveLayers.contains(hex) {
-                if mounted.contains("\(dir)/\(hex)") { continue }
-                if (try? FileSystem.removeTree("\(dir)/\(hex)")) != nil { removedLayers += 1 }
+        lock.withExclusive { () -> (layers: Int, blobs: Int) in
+            let records = images()
+            let recorded = records.flatMap(\.diffIDs).compactMap { try? Digest(parsing: $0) }.map(paths.layer)
+            let live = Set(recorded).union(layersInUse())
+            var removedLayers = 0
+            for algorithm in Digest.Algorithm.allCases {
+                let dir = paths.layers(algorithm: algorithm)
+                for hex in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                    let path = "\(dir)/\(hex)"
+                    if live.contains(path) { continue }
+                    if (try? FileSystem.removeTree(path)) != nil { removedLayers += 1 }
+                }
             }
+            // Blobs are kept only for images on record: their manifests, configs and layers.
+            var removedBlobs = 0
+            let liveBlobs = referencedBlobs(records)
+            let blobDir = paths.blob(algorithm: .sha256)
+            for hex in (try? FileManager.default.contentsOfDirectory(atPath: blobDir)) ?? [] where !liveBlobs.contains(hex) {
+                if unlink("\(blobDir)/\(hex)") == 0 { removedBlobs += 1 }
+            }
+            return (removedLayers, removedBlobs)
         }
-        // Blobs are kept only for images on record: their manifests, configs and layers.
-        var removedBlobs = 0
-        let live = referencedBlobs(records)
-        let blobDir = "\(blobs.path)/sha256"
-        for hex in (try? FileManager.default.contentsOfDirectory(atPath: blobDir)) ?? [] where !live.contains(hex) {
-            if unlink("\(blobDir)/\(hex)") == 0 { removedBlobs += 1 }
+    }
+
+    /// The layer directories the store's instances use, from their `layers` lists.
+    func layersInUse() -> Set<String> {
+        var used = Set<String>()
+        for id in instanceIDs() {
+            guard let bytes = try? FileSystem.read(paths.instanceLayers(id), limit: 1 << 20) else { continue }
+            for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") { used.insert(String(line)) }
         }
-        return (removedLayers, removedBlobs)
+        return used
     }
 
     /// The hex digests of every stored blob an image on record uses: its manifest, config and layers.
@@ -139,7 +144,7 @@ extension ImageStore {
         for record in records {
             guard let digest = try? Digest(parsing: record.manifestDigest) else { continue }
             live.insert(digest.hex)
-            guard let bytes = try? FileSystem.read("\(blobs.path)/sha256/\(digest.hex)"),
+            guard let bytes = try? FileSystem.read(blobs.path(of: digest)),
                 let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(bytes))
             else { continue }
             for descriptor in [manifest.config] + manifest.layers {

@@ -49,8 +49,10 @@ public final class ImageStore: Sendable {
     /// look-up (the layers are still checked to be in the store).
     private let pulled = Mutex<[String: PulledImage]>([:])
 
-    var blobs: BlobDirectory { BlobDirectory(path: "\(root)/blobs") }
-    var layersDirectory: String { "\(root)/layers" }
+    /// Where the store keeps what.
+    let paths: StoreLayout
+    let lock: StoreLock
+    var blobs: BlobDirectory { BlobDirectory(path: paths.blobs) }
 
     public init(root: String, limits: UnpackLimits = UnpackLimits(), logger: Logger = Logger(label: "faasbox.image"))
         throws(ImageError)
@@ -58,13 +60,10 @@ public final class ImageStore: Sendable {
         self.root = root
         self.limits = limits
         self.logger = logger
+        paths = StoreLayout(root: root)
+        lock = StoreLock(path: paths.lock)
         do {
-            for dir in [
-                "\(root)/blobs/sha256", "\(root)/layers/sha256", "\(root)/layers/sha512", "\(root)/instances",
-                "\(root)/images/sources",
-            ] {
-                try FileSystem.createDirectory(dir)
-            }
+            for dir in paths.directories { try FileSystem.createDirectory(dir) }
         } catch { throw .system(error) }
         removeAbandonedTemporaries()
     }
@@ -75,6 +74,11 @@ public final class ImageStore: Sendable {
     }
 
     func pullBlocking(_ reference: String) throws(ImageError) -> PulledImage {
+        // Shared: a gc waits until the layers found or unpacked here are on record.
+        try lock.withShared { () throws(ImageError) in try pullLocked(reference) }
+    }
+
+    private func pullLocked(_ reference: String) throws(ImageError) -> PulledImage {
         let (path, tag) = Self.split(reference)
         let key = Self.sourceKey(path: path, tag: tag)
         if let key, let known = pulled.withLock({ $0[key] }), known.layers.allSatisfy({ FileSystem.exists($0.path) }) {
@@ -167,12 +171,12 @@ public final class ImageStore: Sendable {
         }
         let blobDigest = try Digest(parsing: descriptor.digest)
         let diff = try Digest(parsing: diffID)
-        let final = "\(layersDirectory)/\(diff.algorithm.rawValue)/\(diff.hex)"
+        let final = paths.layer(diff)
         if FileSystem.exists(final) {
             stats.layersReused += 1
             return StoredLayer(diffID: diffID, path: final)
         }
-        let tmp = "\(layersDirectory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let tmp = paths.temporaryLayer()
         do { try FileSystem.createDirectory(tmp, mode: 0o755) } catch { throw .system(error) }
         do throws(ImageError) {
             let (bytes, entries) = try unpack(
@@ -200,23 +204,20 @@ public final class ImageStore: Sendable {
         blob: String, into directory: String, descriptor: Descriptor, digest: Digest, diffID: Digest,
         verifyBlob: Bool, budget: PullStats
     ) throws(ImageError) -> (Int64, Int) {
-        let fd = open(blob, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { throw .blobMissing(digest: descriptor.digest) }
-            throw .system(.current("open", path: blob))
+        let file: OwnedFileDescriptor
+        do { file = try .open(blob, O_RDONLY) } catch {
+            if error.errno == .noSuchFileOrDirectory { throw .blobMissing(digest: descriptor.digest) }
+            throw .system(error)
         }
-        defer { close(fd) }
         var st = stat()
-        if fstat(fd, &st) != 0 { throw .system(.current("fstat", path: blob)) }
+        if fstat(file.rawValue, &st) != 0 { throw .system(.current("fstat", path: blob)) }
         if Int64(st.st_size) != descriptor.size {
             throw .sizeMismatch(blob: descriptor.digest, expected: descriptor.size, actual: Int64(st.st_size))
         }
         let stream = try LayerStream(
-            fd: fd, label: descriptor.digest, verifyCompressed: verifyBlob ? digest.algorithm : nil,
+            file: file, label: descriptor.digest, verifyCompressed: verifyBlob ? digest.algorithm : nil,
             diffIDAlgorithm: diffID.algorithm, limits: limits,
             bytesBudget: limits.maxTotalBytes - budget.bytesUnpacked)
-        // Runs before `close(fd)` above: the decompressing thread must be done with `fd` before the number can
-        // be reused (it would otherwise read from whatever gets that number next, a socket of another instance).
         defer { stream.stop() }
         let unpacker = try LayerUnpacker(directory: directory, limits: limits, logger: logger)
         try unpacker.unpack(stream.tar, entryBudget: limits.maxEntries - budget.entriesUnpacked)
@@ -232,7 +233,7 @@ public final class ImageStore: Sendable {
 
     /// Removes temporary unpack and blob directories whose process is gone (a crash or kill -9 mid-pull).
     private func removeAbandonedTemporaries() {
-        for dir in [layersDirectory, blobs.path] {
+        for dir in [paths.layers, paths.blobs] {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
             for name in names where name.hasPrefix(".tmp-") {
                 let pid = name.dropFirst(5).split(separator: "-").first.flatMap { pid_t($0) } ?? 0
@@ -240,47 +241,5 @@ public final class ImageStore: Sendable {
                 try? FileSystem.removeTree("\(dir)/\(name)")
             }
         }
-    }
-}
-
-/// Walks index.json and nested indexes to the linux/amd64 manifest (optionally the one with a tag).
-struct ManifestSelector {
-    let layout: ImageLayout
-    let limits: UnpackLimits
-
-    func select(tag: String?) throws(ImageError) -> Descriptor {
-        var candidates = layout.index.manifests
-        if let tag {
-            let tags = candidates.compactMap { $0.annotations?[Descriptor.refNameAnnotation] }
-            candidates = candidates.filter { $0.annotations?[Descriptor.refNameAnnotation] == tag }
-            if candidates.isEmpty { throw .tagNotFound(tag, available: tags) }
-        }
-        var seen: [String] = []
-        if let found = try search(candidates, depth: 0, seen: &seen) { return found }
-        throw .noMatchingPlatform(wanted: Platform.linuxAMD64.description, available: seen)
-    }
-
-    private func search(_ descriptors: [Descriptor], depth: Int, seen: inout [String]) throws(ImageError) -> Descriptor? {
-        if depth > 8 { throw .malformed(what: "index", reason: "indexes nested deeper than 8") }
-        for descriptor in descriptors where MediaType.manifests.contains(descriptor.mediaType) {
-            guard let platform = descriptor.platform else { return descriptor }
-            seen.append(platform.description)
-            if Self.runs(platform) { return descriptor }
-        }
-        for descriptor in descriptors where MediaType.indexes.contains(descriptor.mediaType) {
-            let bytes = try layout.readBlob(descriptor, limits: limits)
-            let nested: Index
-            do { nested = try JSONDecoder().decode(Index.self, from: Data(bytes)) } catch {
-                throw .malformed(what: "index \(descriptor.digest)", reason: "\(error)")
-            }
-            if let found = try search(nested.manifests, depth: depth + 1, seen: &seen) { return found }
-        }
-        return nil
-    }
-
-    /// linux/amd64, any baseline variant, no OS features required.
-    static func runs(_ platform: Platform) -> Bool {
-        platform.os == "linux" && platform.architecture == "amd64"
-            && [nil, "v1", "v2", "v3"].contains(platform.variant) && (platform.osFeatures ?? []).isEmpty
     }
 }

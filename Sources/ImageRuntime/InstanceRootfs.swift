@@ -92,11 +92,11 @@ public final class InstanceRootfs: Sendable {
 
 extension ImageStore {
     /// The directory an instance's rootfs lives in.
-    public func instanceDirectory(_ id: String) -> String { "\(root)/instances/\(id)" }
+    public func instanceDirectory(_ id: String) -> String { paths.instance(id) }
 
     /// The instances whose directories exist under the store: after a crash, those a dead faasbox left.
     public func instanceIDs() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/instances")) ?? []).sorted()
+        ((try? FileManager.default.contentsOfDirectory(atPath: paths.instances)) ?? []).sorted()
     }
 
     /// The rootfs of instance `id` as it is on disk (mounted or not): one a dead faasbox left, to `remove()`.
@@ -104,8 +104,24 @@ extension ImageStore {
         InstanceRootfs(directory: instanceDirectory(id))
     }
 
-    /// Composes the rootfs of a new instance of `image`.
+    /// Composes the rootfs of a new instance of `image`. Its layers are recorded as in use (the instance's
+    /// `layers` list, which `gc` reads) under the store's lock, after checking they are still stored: a layer
+    /// `gc` removed since the pull is an error here, never an empty mount.
     public func composeRootfs(_ image: PulledImage, instanceID: String) throws(ImageError) -> InstanceRootfs {
-        try InstanceRootfs.compose(image, in: instanceDirectory(instanceID))
+        let directory = instanceDirectory(instanceID)
+        return try lock.withShared { () throws(ImageError) -> InstanceRootfs in
+            if let gone = image.layers.first(where: { !FileSystem.exists($0.path) }) {
+                throw .layerMissing(diffID: gone.diffID)
+            }
+            let rootfs = try InstanceRootfs.compose(image, in: directory)
+            let list = image.layers.map { $0.path + "\n" }.joined()
+            do throws(SystemCallError) {
+                try FileSystem.writeAtomically(paths.instanceLayers(instanceID), Array(list.utf8))
+            } catch {
+                rootfs.remove()
+                throw .system(error)
+            }
+            return rootfs
+        }
     }
 }

@@ -1,3 +1,5 @@
+import SystemSupport
+
 /// A layer blob as a stream of tar entries: file → (hash compressed) → decompress → (hash, count, bound) → tar.
 final class LayerStream {
     let compressed: FileSource
@@ -7,10 +9,11 @@ final class LayerStream {
     let tar: ArchiveReader
 
     init(
-        fd: CInt, label: String, verifyCompressed algorithm: Digest.Algorithm?, diffIDAlgorithm: Digest.Algorithm,
+        file: OwnedFileDescriptor, label: String, verifyCompressed algorithm: Digest.Algorithm?,
+        diffIDAlgorithm: Digest.Algorithm,
         limits: UnpackLimits, bytesBudget: Int64
     ) throws(ImageError) {
-        compressed = FileSource(fd: fd, label: label, hashing: algorithm)
+        compressed = FileSource(file: file, label: label, hashing: algorithm)
         decompressor = try ArchiveReader(format: .raw, source: compressed, what: "layer \(label)")
         guard try decompressor.next() != nil else { throw .corruptArchive(what: "layer \(label)", reason: "empty stream") }
         uncompressed = DecompressedSource(
@@ -32,8 +35,8 @@ final class LayerStream {
 
     deinit { stop() }
 
-    /// Ends the decompressing thread (it reads the blob's descriptor): whether the layer was read to its end
-    /// or abandoned on an error, call this before closing that descriptor. Idempotent.
+    /// Ends the decompressing thread, whether the layer was read to its end or abandoned on an error (the
+    /// descriptor it reads is the stream's own, closed when the last reader lets go). Idempotent.
     func stop() { pipeline.stop() }
 
     /// Reads what is left after the tar end marker, so the digests cover the whole blob.

@@ -1,5 +1,5 @@
-import CSandbox
 import Logging
+import SystemPackage
 import SystemSupport
 
 #if canImport(Glibc)
@@ -20,9 +20,7 @@ final class LayerUnpacker {
     private(set) var entries = 0
 
     init(directory: String, limits: UnpackLimits, logger: Logger) throws(ImageError) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-        if fd < 0 { throw .system(.current("open", path: directory)) }
-        root = OwnedFileDescriptor(.init(rawValue: fd))
+        do { root = try .open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) } catch { throw .system(error) }
         rootPath = directory
         self.limits = limits
         self.logger = logger
@@ -83,12 +81,18 @@ final class LayerUnpacker {
         if path.isEmpty { return root.rawValue }
         if let cached = parentCache, cached.path == path { return cached.fd.rawValue }
         let resolve = Resolve.beneath | Resolve.noSymlinks | Resolve.noMagicLinks
-        let fd = fb_openat2(root.rawValue, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, resolve)
-        if fd >= 0 {
-            parentCache = (path, OwnedFileDescriptor(.init(rawValue: fd)))
-            return fd
+        let opened: OwnedFileDescriptor
+        do { opened = try .openat2(root.fd, path, flags: O_RDONLY | O_DIRECTORY, resolve: resolve) } catch {
+            return try refuseParent(error, path, create: create, entry: entry)
         }
-        switch -fd {
+        parentCache = (path, opened)
+        return opened.rawValue
+    }
+
+    /// Why the parent `path` could not be opened, as the entry's error; or, when it is missing and may be
+    /// created, the directories made.
+    private func refuseParent(_ error: SystemCallError, _ path: String, create: Bool, entry: String) throws(ImageError) -> CInt {
+        switch error.errno.rawValue {
         case ENOENT where create:
             return try createParents(path, entry: entry)
         case ENOENT:
@@ -98,7 +102,7 @@ final class LayerUnpacker {
         case ENOTDIR:
             throw .unsafeEntry(entry, reason: "a parent of it is not a directory")
         default:
-            throw .system(.negated("openat2", path: "\(rootPath)/\(path)", fd))
+            throw .system(SystemCallError("openat2", path: "\(rootPath)/\(path)", errno: error.errno))
         }
     }
 
@@ -110,17 +114,17 @@ final class LayerUnpacker {
             if mkdirat(current, name, 0o755) != 0 && errno != EEXIST {
                 throw .system(.current("mkdirat", path: "\(rootPath)/\(path)"))
             }
-            let fd = fb_openat2(
-                current, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW, 0,
-                Resolve.beneath | Resolve.noSymlinks)
-            if fd < 0 {
-                if -fd == ELOOP || -fd == ENOTDIR {
+            do {
+                owned = try .openat2(
+                    FileDescriptor(rawValue: current), name, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+                    resolve: Resolve.beneath | Resolve.noSymlinks)
+            } catch {
+                if error.errno == .tooManySymbolicLinkLevels || error.errno == .notDirectory {
                     throw .unsafeEntry(entry, reason: "its path goes through a symbolic link or a file")
                 }
-                throw .system(.negated("openat2", path: "\(rootPath)/\(path)", fd))
+                throw .system(SystemCallError("openat2", path: "\(rootPath)/\(path)", errno: error.errno))
             }
-            owned = OwnedFileDescriptor(.init(rawValue: fd))
-            current = fd
+            current = owned!.rawValue
             parentCache = (path, owned!)
         }
         return current
@@ -166,11 +170,8 @@ final class LayerUnpacker {
     private func writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws(ImageError) {
         var done = 0
         while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .system(.current("write", path: path))
-            }
+            let n = Syscall.retrying { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+            if n < 0 { throw .system(.current("write", path: path)) }
             done += n
         }
     }
@@ -220,17 +221,23 @@ final class LayerUnpacker {
     private func makeNode(_ parent: CInt, _ name: String, _ entry: ArchiveEntry) throws(ImageError) {
         let type: mode_t = entry.kind == .fifo ? S_IFIFO : entry.kind == .blockDevice ? S_IFBLK : S_IFCHR
         let (major, minor) = entry.kind == .fifo ? (0, 0) : (entry.deviceMajor, entry.deviceMinor)
-        var rc = fb_mknodat(parent, name, type | (entry.mode & 0o777), major, minor)
-        if rc == -EEXIST {
-            try removeExisting(parent, name, entry: entry.path)
-            rc = fb_mknodat(parent, name, type | (entry.mode & 0o777), major, minor)
+        let make = { () throws(SystemCallError) in
+            try DeviceNode.make(
+                in: FileDescriptor(rawValue: parent), name, mode: type | (entry.mode & 0o777), major: major, minor: minor)
         }
-        if rc != 0 {
-            if rc == -EPERM {
+        var failure: SystemCallError?
+        do { try make() } catch { failure = error }
+        if failure?.errno == .fileExists {
+            try removeExisting(parent, name, entry: entry.path)
+            failure = nil
+            do { try make() } catch { failure = error }
+        }
+        if let error = failure {
+            if error.errno == .notPermitted {
                 logger.warning("skipping device node: not permitted here", metadata: ["entry": "\(entry.path)"])
                 return
             }
-            throw .system(.negated("mknodat", path: entry.path, rc))
+            throw .system(SystemCallError("mknodat", path: entry.path, errno: error.errno))
         }
         if isRoot && fchownat(parent, name, entry.uid, entry.gid, AT_SYMLINK_NOFOLLOW) != 0 {
             throw .system(.current("fchownat", path: entry.path))
@@ -242,8 +249,11 @@ final class LayerUnpacker {
     private func applyWhiteout(name: String, parentPath: String, entry: ArchiveEntry) throws(ImageError) {
         let parent = try openParent(parentPath, create: true, entry: entry.path)
         if name == ".wh..wh..opq" {
-            let rc = fb_fsetxattr(parent, "trusted.overlay.opaque", "y", 1)
-            if rc != 0 { throw .system(.negated("fsetxattr(trusted.overlay.opaque)", path: entry.path, rc)) }
+            do {
+                try ExtendedAttribute.set(FileDescriptor(rawValue: parent), "trusted.overlay.opaque", [UInt8(ascii: "y")])
+            } catch {
+                throw .system(SystemCallError(error.call, path: entry.path, errno: error.errno))
+            }
             return
         }
         let hidden = String(name.dropFirst(4))
@@ -252,8 +262,9 @@ final class LayerUnpacker {
         // A whiteout hides lower layers only: an entry of this layer with the same name stays.
         var st = stat()
         if fstatat(parent, hidden, &st, AT_SYMLINK_NOFOLLOW) == 0 { return }
-        let rc = fb_mknod_whiteout(parent, hidden)
-        if rc != 0 { throw .system(.negated("mknodat(whiteout)", path: entry.path, rc)) }
+        do { try DeviceNode.whiteout(in: FileDescriptor(rawValue: parent), hidden) } catch {
+            throw .system(SystemCallError(error.call, path: entry.path, errno: error.errno))
+        }
     }
 
     // MARK: - Metadata
@@ -276,12 +287,11 @@ final class LayerUnpacker {
             if name.hasPrefix("trusted.overlay.") {
                 throw .unsafeEntry(entry.path, reason: "it sets the overlayfs attribute \(name)")
             }
-            let rc = value.withUnsafeBytes { fb_fsetxattr(fd, name, $0.baseAddress, UInt($0.count)) }
-            if rc != 0 {
+            do { try ExtendedAttribute.set(FileDescriptor(rawValue: fd), name, value) } catch {
                 logger.warning(
                     "skipping extended attribute",
                     metadata: [
-                        "entry": "\(entry.path)", "xattr": "\(name)", "errno": "\(-rc)",
+                        "entry": "\(entry.path)", "xattr": "\(name)", "errno": "\(error.errno.rawValue)",
                     ])
             }
         }
@@ -290,13 +300,12 @@ final class LayerUnpacker {
     private func applyDirectoryTimes() throws(ImageError) {
         parentCache = nil
         for (path, time) in directoryTimes.reversed() {
-            let fd = fb_openat2(
-                root.rawValue, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
-                Resolve.beneath | Resolve.noSymlinks)
-            if fd < 0 { continue }  // replaced or removed by a later entry
+            guard
+                let directory = try? OwnedFileDescriptor.openat2(
+                    root.fd, path, flags: O_RDONLY | O_DIRECTORY, resolve: Resolve.beneath | Resolve.noSymlinks)
+            else { continue }  // replaced or removed by a later entry
             var times = [time, time]
-            futimens(fd, &times)
-            close(fd)
+            futimens(directory.rawValue, &times)
         }
     }
 

@@ -15,9 +15,9 @@ public protocol InstanceCgroup: Sendable {
     func memoryPeak() -> Int64?
     /// Current memory in bytes.
     func memoryCurrent() -> Int64?
-    /// Whether the kernel's OOM killer killed a process of this cgroup.
     /// CPU time used by the instance's processes, where the host accounts it.
     func cpuUsage() -> Duration?
+    /// Whether the kernel's OOM killer killed a process of this cgroup.
     func oomKilled() -> Bool
     /// The pids still in the cgroup.
     func processes() -> [pid_t]
@@ -141,29 +141,15 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
 /// Small file helpers for cgroupfs.
 enum CgroupFile {
     static func write(_ path: String, _ value: String) throws(SandboxError) {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        if fd < 0 { throw .syscall(.current("open", path: path)) }
-        defer { close(fd) }
-        let n = value.withCString { Glibc.write(fd, $0, strlen($0)) }
+        let file: OwnedFileDescriptor
+        do { file = try .open(path, O_WRONLY) } catch { throw .syscall(error) }
+        let n = value.withCString { Glibc.write(file.rawValue, $0, strlen($0)) }
         if n < 0 { throw .syscall(.current("write", path: path)) }
     }
 
-    /// The whole file, with plain open/read/close (these files are small).
+    /// The whole file (these files are small).
     static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer -> String? in
-            while true {
-                let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 { return nil }
-                bytes.append(contentsOf: buffer[..<max(n, 0)])
-                // seq_file hands a small file over whole: a read shorter than the buffer was the last one.
-                if n < buffer.count { return String(decoding: bytes, as: UTF8.self) }
-            }
-        }
+        (try? FileSystem.read(path, limit: 1 << 20)).map { String(decoding: $0, as: UTF8.self) }
     }
 
     static func int(_ path: String) -> Int64? {
@@ -200,15 +186,14 @@ enum CgroupFile {
 }
 
 /// A cgroup file read on every invocation (the peak memory of its REPORT line), kept open: each read is a
-/// pread(2) at offset 0, which has the kernel format the file anew. An open and a close of a cgroup file cost
-/// more than the read (~6 % of the warm path's CPU). The descriptor does not keep the cgroup from being removed
-/// (reads then fail, ENODEV). Nil values when the file could not be opened.
+/// pread(2) at offset 0, which has the kernel format the file anew, without an open and a close per read
+/// (docs/benchmarks.md, "Warm path"). The descriptor does not keep the cgroup from being removed (reads then
+/// fail, ENODEV). Nil values when the file could not be opened.
 final class OpenCgroupFile: Sendable {
     private let descriptor: OwnedFileDescriptor?
 
     init(_ path: String) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        descriptor = fd < 0 ? nil : OwnedFileDescriptor(.init(rawValue: fd))
+        descriptor = try? OwnedFileDescriptor.open(path, O_RDONLY)
     }
 
     /// The decimal number the file starts with.

@@ -1,4 +1,4 @@
-import CSandbox
+import CSpawn
 import SystemSupport
 
 #if canImport(Glibc)

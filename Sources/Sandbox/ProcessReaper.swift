@@ -1,4 +1,4 @@
-import CSandbox
+import CSpawn
 import Foundation
 import Synchronization
 import SystemSupport
@@ -37,13 +37,12 @@ public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
 final class ProcessReaper: Sendable {
     static let shared = ProcessReaper()
 
-    private let epoll: CInt
+    private let epoll: Epoll
     private let waiters = Mutex<[UInt64: (pidfd: CInt, done: @Sendable (ExitStatus) -> Void)]>([:])
     private let nextToken = Atomic<UInt64>(1)
 
     private init() {
-        epoll = fb_epoll_create()
-        precondition(epoll >= 0, "epoll_create1 failed: errno \(errno)")
+        do { epoll = try Epoll() } catch { fatalError("\(error)") }
         let thread = Thread { [self] in self.run() }
         thread.name = "faasbox-reaper"
         thread.start()
@@ -53,8 +52,7 @@ final class ProcessReaper: Sendable {
     func watch(pidfd: CInt, done: @escaping @Sendable (ExitStatus) -> Void) {
         let token = nextToken.add(1, ordering: .relaxed).oldValue
         waiters.withLock { $0[token] = (pidfd, done) }
-        let rc = fb_epoll_add(epoll, pidfd, token)
-        if rc != 0 {
+        if (try? epoll.add(pidfd, token: token)) == nil {
             // Cannot watch it: reap synchronously instead (this blocks only if it still runs).
             waiters.withLock { _ = $0.removeValue(forKey: token) }
             var code: CInt = 0
@@ -67,15 +65,14 @@ final class ProcessReaper: Sendable {
     private func run() {
         var tokens = [UInt64](repeating: 0, count: 64)
         while true {
-            let n = tokens.withUnsafeMutableBufferPointer { fb_epoll_wait(epoll, $0.baseAddress, 64, -1) }
-            if n <= 0 { continue }
-            for token in tokens[0..<Int(n)] {
+            guard let n = try? epoll.wait(into: &tokens), n > 0 else { continue }
+            for token in tokens[0..<n] {
                 guard let entry = waiters.withLock({ $0[token] }) else { continue }
                 var code: CInt = 0
                 var status: CInt = 0
                 let rc = fb_waitid_pidfd(entry.pidfd, WEXITED | WNOHANG, &code, &status)
                 if rc == 1 { continue }  // not yet (spurious wakeup)
-                _ = fb_epoll_del(epoll, entry.pidfd)
+                epoll.remove(entry.pidfd)
                 waiters.withLock { _ = $0.removeValue(forKey: token) }
                 entry.done(rc < 0 ? .signaled(SIGKILL) : .from(code: code, status: status))
             }

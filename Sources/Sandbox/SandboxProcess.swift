@@ -1,4 +1,4 @@
-import CSandbox
+import CSpawn
 import Synchronization
 import SystemSupport
 

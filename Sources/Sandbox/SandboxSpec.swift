@@ -91,9 +91,11 @@ public struct SandboxSpec: Sendable {
     }
 }
 
-/// Resource limits of one instance (SCF's quotas as defaults).
+/// Resource limits of one instance. The memory limit is the caller's to give (a function's comes from its
+/// config, Bootstrap's SCFContract has the default); the others default to SCF's quotas.
 public struct ResourceLimits: Sendable, Equatable {
-    public var memoryBytes: Int64? = 128 << 20
+    /// nil: no memory limit.
+    public var memoryBytes: Int64?
     public var pids: Int? = 1024
     /// CPU bandwidth in cores (cpu.max / cfs_quota); nil for no quota.
     public var cpus: Double?

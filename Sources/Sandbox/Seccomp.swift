@@ -1,4 +1,3 @@
-import CSandbox
 import CSeccomp
 import Synchronization
 import SystemSupport
@@ -59,12 +58,11 @@ enum Seccomp {
     }
 
     private static func export(_ ctx: scmp_filter_ctx) throws(SandboxError) -> [UInt8] {
-        let fd = fb_memfd("faasbox-seccomp")
-        if fd < 0 { throw .syscall(.negated("memfd_create", fd)) }
-        let owned = OwnedFileDescriptor(.init(rawValue: fd))
-        let rc = seccomp_export_bpf(ctx, fd)
+        let file: OwnedFileDescriptor
+        do { file = try MemoryFile.create(name: "faasbox-seccomp") } catch { throw .syscall(error) }
+        let rc = seccomp_export_bpf(ctx, file.rawValue)
         if rc < 0 { throw .syscall(.negated("seccomp_export_bpf", rc)) }
-        lseek(fd, 0, SEEK_SET)
-        do throws(SystemCallError) { return try owned.readToEnd(limit: 1 << 20) } catch { throw .syscall(error) }
+        lseek(file.rawValue, 0, SEEK_SET)
+        do throws(SystemCallError) { return try file.readToEnd(limit: 1 << 20) } catch { throw .syscall(error) }
     }
 }

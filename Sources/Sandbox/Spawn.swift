@@ -1,4 +1,4 @@
-import CSandbox
+import CSpawn
 import Logging
 import SystemSupport
 
@@ -188,16 +188,11 @@ public enum Sandbox {
 
     private static func readReport(_ fd: OwnedFileDescriptor, timeout milliseconds: Int32) -> ChildReport {
         var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
-        var ready: Int32
-        repeat { ready = poll(&pfd, 1, milliseconds) } while ready < 0 && errno == EINTR
+        let ready = Syscall.retrying { poll(&pfd, 1, milliseconds) }
         if ready == 0 { return .timedOut }
         var report = fb_report()
-        let n = withUnsafeMutableBytes(of: &report) { buffer -> Int in
-            while true {
-                let n = read(fd.rawValue, buffer.baseAddress, buffer.count)
-                if n < 0 && errno == EINTR { continue }
-                return n
-            }
+        let n = withUnsafeMutableBytes(of: &report) { buffer in
+            Syscall.retrying { read(fd.rawValue, buffer.baseAddress, buffer.count) }
         }
         return n == MemoryLayout<fb_report>.size ? .failed(report) : .execed
     }

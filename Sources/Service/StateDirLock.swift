@@ -13,9 +13,9 @@ public final class StateDirLock: Sendable {
 
     public init(stateDir: String) throws(ServiceError) {
         let path = "\(stateDir)/serve.lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .database("open \(path)", String(cString: strerror(errno))) }
-        descriptor = OwnedFileDescriptor(rawValue: fd)
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 { throw .stateDirInUse(stateDir) }
+        do { descriptor = try .open(path, O_RDWR | O_CREAT, mode: 0o600) } catch {
+            throw .database("open \(path)", "\(error.errno)")
+        }
+        if flock(descriptor.rawValue, LOCK_EX | LOCK_NB) != 0 { throw .stateDirInUse(stateDir) }
     }
 }

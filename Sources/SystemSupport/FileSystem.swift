@@ -1,4 +1,4 @@
-import CSandbox
+import CSyscalls
 import Foundation
 import SystemPackage
 
@@ -82,20 +82,15 @@ public enum FileSystem {
     public static func writeAll(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, path: String) throws(SystemCallError) {
         var done = 0
         while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if Glibc.errno == EINTR { continue }
-                throw .current("write", path: path)
-            }
+            let n = Syscall.retrying { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+            if n < 0 { throw .current("write", path: path) }
             done += n
         }
     }
 
     /// The contents of a small file.
     public static func read(_ path: String, limit: Int = 1 << 24) throws(SystemCallError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .current("open", path: path) }
-        let owned = OwnedFileDescriptor(FileDescriptor(rawValue: fd))
+        let owned = try OwnedFileDescriptor.open(path, O_RDONLY)
         do { return try owned.readToEnd(limit: limit) } catch {
             throw SystemCallError(error.call, path: path, errno: error.errno)
         }

@@ -1,4 +1,4 @@
-import CSandbox
+import CSyscalls
 import SystemPackage
 
 #if canImport(Glibc)
@@ -24,6 +24,20 @@ public final class OwnedFileDescriptor: Sendable {
 
     deinit { close() }
 
+    /// Opens `path` (close-on-exec).
+    public static func open(_ path: String, _ flags: CInt, mode: mode_t = 0) throws(SystemCallError) -> OwnedFileDescriptor {
+        let fd = Syscall.retrying { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        if fd < 0 { throw .current("open", path: path) }
+        return OwnedFileDescriptor(FileDescriptor(rawValue: fd))
+    }
+
+    /// Opens `path` as if `root` were `/`: symlinks and `..` resolve within it, magic links (/proc/…/fd) are
+    /// refused (openat2 with RESOLVE_IN_ROOT): for files of an image's rootfs, which the image controls.
+    public static func open(_ path: String, inRoot root: String, _ flags: CInt) throws(SystemCallError) -> OwnedFileDescriptor {
+        let directory = try open(root, O_PATH_FLAG | O_DIRECTORY)
+        return try openat2(directory.fd, path, flags: flags, resolve: Resolve.inRoot | Resolve.noMagicLinks)
+    }
+
     /// Opens `path` relative to `directory` with openat2(2) and the given RESOLVE_* flags.
     public static func openat2(
         _ directory: FileDescriptor, _ path: String, flags: CInt, mode: mode_t = 0, resolve: UInt64
@@ -46,11 +60,10 @@ public final class OwnedFileDescriptor: Sendable {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while out.count < limit {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, min($0.count, limit - out.count)) }
-            if n < 0 {
-                if Glibc.errno == EINTR { continue }
-                throw .current("read")
+            let n = Syscall.retrying {
+                chunk.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, min($0.count, limit - out.count)) }
             }
+            if n < 0 { throw .current("read") }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
         }

@@ -31,9 +31,9 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         // Swift concurrency's jobs run on NIO's event loops instead of a pool of their own: a request's tasks stay
-        // on the thread that reads its connection, with no thread hand-off per await (the warm web path went from
-        // ~1 ms to ~0.3 ms added, docs/benchmarks.md). First thing, before other concurrent work; where the runtime
-        // refuses (false), everything works as before, only slower. Blocking work goes through `runBlocking`.
+        // on the thread that reads its connection, with no thread hand-off per await (docs/benchmarks.md, "Warm
+        // path"). First thing, before other concurrent work; where the runtime refuses (false), everything works
+        // as before, only slower. Blocking work goes through `runBlocking`.
         let onEventLoops = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         raiseDescriptorLimit()
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {

@@ -224,4 +224,51 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: b.layers[0].path))
         await #expect(throws: ImageError.self) { _ = try store.removeImage("sha256:ffff") }
     }
+
+    @Test func gcKeepsTheLayersOfRunningInstancesWhileColdStartsRunBesideIt() async throws {
+        try OCIArchiveBuilder(layers: [.init([.file("base", "b")]), .init([.file("app", "a")])]).write(to: "\(dir)/a.tar")
+        let images = try ImageStore(root: "\(dir)/state")
+        let image = try await images.pull("\(dir)/a.tar")
+        // No image record references the layers any more (`faasbox rmi` while the function runs): only the
+        // instances do. The first one holds them while more cold-start beside a gc that runs again and again.
+        _ = try images.removeImage(image.manifestDigest)
+        let first = try images.composeRootfs(image, instanceID: "first")
+        let results = await withTaskGroup(of: Swift.Result<InstanceRootfs, ImageError>?.self) { group in
+            for i in 0..<16 {
+                group.addTask {
+                    Swift.Result { () throws(ImageError) in try images.composeRootfs(image, instanceID: "cold-\(i)") }
+                }
+            }
+            group.addTask {
+                for _ in 0..<40 { _ = images.collectGarbage() }
+                return nil
+            }
+            return await group.reduce(into: [Swift.Result<InstanceRootfs, ImageError>]()) { all, result in
+                if let result { all.append(result) }
+            }
+        }
+        var all = [first]
+        for result in results {
+            switch result {
+            case .success(let rootfs): all.append(rootfs)
+            case .failure(let error): Issue.record("a cold start beside gc failed: \(error)")
+            }
+        }
+        #expect(all.count == 17)
+        for rootfs in all {
+            #expect(try String(contentsOfFile: rootfs.path + "/base", encoding: .utf8) == "b", "\(rootfs.path)")
+            #expect(try String(contentsOfFile: rootfs.path + "/app", encoding: .utf8) == "a", "\(rootfs.path)")
+        }
+        #expect(image.layers.allSatisfy { FileManager.default.fileExists(atPath: $0.path) }, "in use: kept")
+        #expect(images.collectGarbage().layers == 0)
+        for rootfs in all { rootfs.remove() }
+        #expect(images.collectGarbage().layers == 2, "unused once the instances are gone")
+        #expect(image.layers.allSatisfy { !FileManager.default.fileExists(atPath: $0.path) })
+        await #expect {
+            _ = try images.composeRootfs(image, instanceID: "late")
+        } throws: { error in
+            guard case .layerMissing = error as? ImageError else { return false }
+            return true
+        }
+    }
 }

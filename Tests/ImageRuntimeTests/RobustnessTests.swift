@@ -1,5 +1,5 @@
-import CSandbox
 import Foundation
+import SystemSupport
 import TestSupport
 import Testing
 
@@ -72,11 +72,8 @@ import Testing
         #expect(try String(contentsOfFile: deep, encoding: .utf8) == "deep")
         var st = stat()
         #expect(lstat("\(root)/null", &st) == 0 && st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0x103)  // makedev(1, 3)
-        var value = [UInt8](repeating: 0, count: 16)
-        let fd = open("\(root)/tagged", O_RDONLY)
-        defer { close(fd) }
-        let n = fb_fgetxattr(fd, "user.faasbox", &value, UInt(value.count))
-        #expect(n == 4 && String(decoding: value[0..<4], as: UTF8.self) == "kept")
+        let taggedFile = try OwnedFileDescriptor.open("\(root)/tagged", O_RDONLY)
+        #expect(ExtendedAttribute.get(taggedFile.fd, "user.faasbox", capacity: 16) == Array("kept".utf8))
     }
 
     /// kill -9 of a pull mid-unpack leaves only a temporary directory, which the next store removes; the

@@ -1,7 +1,7 @@
-// Thin C layer for what Swift cannot do safely: the code that runs between clone and exec
-// (no allocation, no locks), and a few syscalls glibc does not wrap.
-#ifndef FAASBOX_CSANDBOX_H
-#define FAASBOX_CSANDBOX_H
+// The clone child: the code that runs between clone and exec (no allocation, no locks), and the pidfd and
+// network-namespace calls of the processes it makes. For the Sandbox module only.
+#ifndef FAASBOX_CSPAWN_H
+#define FAASBOX_CSPAWN_H
 
 #include <stdint.h>
 #include <sys/types.h>
@@ -120,41 +120,10 @@ int fb_netns_create(void);
 /// Brings up lo in the calling thread's network namespace. 0 or -1 with errno.
 int fb_loopback_up(void);
 
-/// openat2(2), which glibc 2.36 does not wrap. Returns an fd or -errno.
-int fb_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve);
-
 /// waitid(P_PIDFD); returns 0 and fills code/status, or -errno.
 int fb_waitid_pidfd(int pidfd, int options, int *code, int *status);
 
 /// pidfd_send_signal(2). Returns 0 or -errno.
 int fb_pidfd_send_signal(int pidfd, int sig);
-
-/// pipe2(fds, O_CLOEXEC). Returns 0 or -errno.
-int fb_pipe_cloexec(int fds[2]);
-
-/// Creates an overlay whiteout (a 0/0 character device) named name in dirfd.
-int fb_mknod_whiteout(int dirfd, const char *name);
-
-/// mknodat with a (major, minor) device. Returns 0 or -errno.
-int fb_mknodat(int dirfd, const char *name, unsigned int mode, unsigned int major, unsigned int minor);
-
-/// fsetxattr(2). Returns 0 or -errno.
-int fb_fsetxattr(int fd, const char *name, const void *value, unsigned long size);
-
-/// fgetxattr(2). Returns the size or -errno.
-long fb_fgetxattr(int fd, const char *name, void *value, unsigned long size);
-
-/// 1 if path is the root of a mount (statx STATX_ATTR_MOUNT_ROOT), 0 if not, -errno on failure.
-int fb_is_mount_root(const char *path);
-
-/// memfd_create(name, MFD_CLOEXEC). Returns an fd or -errno.
-int fb_memfd(const char *name);
-
-/// epoll helpers (struct epoll_event is packed, which Swift does not import well).
-int fb_epoll_create(void);
-int fb_epoll_add(int epfd, int fd, uint64_t token);
-int fb_epoll_del(int epfd, int fd);
-/// Waits for up to max events; writes their tokens. Returns the count or -errno.
-int fb_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
 
 #endif

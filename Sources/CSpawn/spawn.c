@@ -3,7 +3,7 @@
 // for the exec. So: only async-signal-safe calls, no malloc, no stdio, no locks, and no writes to any
 // memory but its own stack.
 #define _GNU_SOURCE
-#include "csandbox.h"
+#include "cspawn.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,25 @@
+import SystemSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The store's lock (flock(2) on `store.lock`, so it holds across processes: `faasbox gc` beside a running
+/// `serve`). Pulls and rootfs compositions hold it shared — many at once — while they unpack, check and record
+/// the layers they use; garbage collection holds it exclusive while it decides what is unused and removes it.
+/// So no layer is removed between being found present and being recorded as in use.
+struct StoreLock: Sendable {
+    let path: String
+
+    func withShared<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T { try locked(LOCK_SH, body) }
+    func withExclusive<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T { try locked(LOCK_EX, body) }
+
+    private func locked<T, E: Error>(_ operation: CInt, _ body: () throws(E) -> T) throws(E) -> T {
+        // A descriptor of its own each time: flock locks belong to an open file, so threads of one process
+        // exclude one another as processes do. Without the file (a read-only store) nothing can race here.
+        let file = try? OwnedFileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
+        if let file { _ = Syscall.retrying { flock(file.rawValue, operation) } }
+        defer { if let file { flock(file.rawValue, LOCK_UN) } }
+        return try body()
+    }
+}
