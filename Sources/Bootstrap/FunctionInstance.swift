@@ -68,14 +68,6 @@ public final class FunctionInstance: Sendable {
     /// Peak memory of the instance's cgroup, in bytes.
     public var maxMemoryUsed: Int64? { process.cgroup.memoryPeak() }
 
-    /// What the instance uses now, from its cgroup.
-    public func stats() -> InstanceStats {
-        let s = process.stats()
-        return InstanceStats(
-            memoryBytes: s.memoryBytes, memoryPeakBytes: s.memoryPeakBytes, processes: s.processes, cpuTime: s.cpuTime,
-            oomKilled: s.oomKilled)
-    }
-
     /// Whether the cgroup's OOM killer has struck the instance.
     var oomKilled: Bool { process.cgroup.oomKilled() }
 
@@ -94,9 +86,6 @@ public final class FunctionInstance: Sendable {
         }
         await teardown.value
     }
-
-    /// Whether `stop` has begun.
-    var isStopping: Bool { stopping.withLock { $0 != nil } }
 
     private func tearDown(grace: Duration) async {
         await connections.close()
@@ -128,13 +117,4 @@ public final class FunctionInstance: Sendable {
         }
         return ids
     }
-}
-
-/// What an instance uses, from its cgroup.
-public struct InstanceStats: Sendable, Equatable {
-    public let memoryBytes: Int64?
-    public let memoryPeakBytes: Int64?
-    public let processes: Int
-    public let cpuTime: Duration?
-    public let oomKilled: Bool
 }

@@ -119,7 +119,7 @@ public struct Benchmark: Sendable {
         }
         try? await Task.sleep(for: .milliseconds(200))  // let the last outputs settle
         let n = Double(max(instances.count, 1))
-        let charged = instances.compactMap { $0.stats().memoryBytes }.reduce(0, +)
+        let charged = instances.compactMap(\.memoryCurrent).reduce(0, +)
         let report = IdleReport(
             instances: instances.count, stoppedBy: stoppedBy,
             faasboxBytesPerInstance: Double(Self.residentBytes() - rssBefore) / n,
