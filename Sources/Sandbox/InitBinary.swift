@@ -20,8 +20,7 @@ enum InitBinary {
             candidates.append((exe as NSString).deletingLastPathComponent + "/" + name)
         }
         for path in candidates {
-            let fd = open(path, O_PATH_FLAG | O_CLOEXEC)
-            if fd >= 0 { return .success(OwnedFileDescriptor(.init(rawValue: fd))) }
+            if let file = try? OwnedFileDescriptor.open(path, O_PATH_FLAG) { return .success(file) }
         }
         return .failure(
             .invalidSpec(

@@ -102,9 +102,9 @@ enum Mounts {
     /// /etc/hostname, /etc/resolv.conf written for this instance. A symlink in the image at one of these
     /// places is replaced, never followed.
     static func prepare(_ spec: SandboxSpec) throws(SandboxError) {
-        let rootFD = open(spec.rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if rootFD < 0 { throw .syscall(.current("open", path: spec.rootfs)) }
-        defer { close(rootFD) }
+        let root: OwnedFileDescriptor
+        do { root = try .open(spec.rootfs, O_RDONLY | O_DIRECTORY) } catch { throw .syscall(error) }
+        let rootFD = root.rawValue
         for dir in ["proc", "dev", "tmp", "etc"] { try ensureDirectory(rootFD, dir, rootfs: spec.rootfs) }
         for mount in spec.mounts { try prepareMountPoint(rootFD, mount, rootfs: spec.rootfs) }
         let etc = openat(rootFD, "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

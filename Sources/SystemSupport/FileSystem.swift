@@ -60,11 +60,9 @@ public enum FileSystem {
     /// Writes `bytes` to a temp file beside `path` and renames it into place.
     public static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(SystemCallError) {
         let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd < 0 { throw .current("open", path: tmp) }
-        defer { close(fd) }
+        let file = try OwnedFileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
         let failure = bytes.withUnsafeBytes { buffer -> SystemCallError? in
-            do throws(SystemCallError) { try writeAll(fd, buffer, path: tmp) } catch { return error }
+            do throws(SystemCallError) { try writeAll(file.rawValue, buffer, path: tmp) } catch { return error }
             return nil
         }
         if let failure {
