@@ -212,7 +212,7 @@ public final class FunctionService: Sendable {
         return text
     }
 
-    private func logProvisioned(_ name: String, _ reports: [ProvisionedReport]) async {
+    func logProvisioned(_ name: String, _ reports: [ProvisionedReport]) async {
         for report in reports {
             logger.info("\(report.line)", metadata: ["function": "\(name)"])
             await log.append(LogEntry(requestID: report.instanceID, function: name, at: StateDatabase.now(), text: report.line))
@@ -234,28 +234,6 @@ public final class FunctionService: Sendable {
         }
         metrics.setGauges(instances: instances, queueDepth: await queue.depthByFunction)
         return metrics.text
-    }
-
-    /// Every `maintenanceInterval`: reclaims idle instances, replaces provisioned ones that died, flushes logs;
-    /// every minute, expires old events and prunes old records. Until `shutdown` begins.
-    public func runMaintenance() async {
-        var lastPrune = ContinuousClock.now
-        while !stopping.isSet {
-            try? await Task.sleep(for: options.maintenanceInterval)
-            for name in functionNames {
-                guard let d = try? deployment(name) else { continue }
-                await logProvisioned(name, await d.pool.maintain())
-            }
-            await log.flush()
-            if ContinuousClock.now - lastPrune > .seconds(60) {
-                lastPrune = .now
-                do {
-                    let expired = try await queue.expire()
-                    if expired > 0 { logger.notice("\(expired) async events expired to the dead letters") }
-                    try await db.prune(olderThan: options.policy.retention)
-                } catch { logger.error("upkeep: \(error)") }
-            }
-        }
     }
 
     /// Refuses new invocations from now on and stops the dispatcher and upkeep loops; `shutdown` finishes.

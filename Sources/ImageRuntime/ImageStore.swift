@@ -74,11 +74,6 @@ public final class ImageStore: Sendable {
     }
 
     func pullBlocking(_ reference: String) throws(ImageError) -> PulledImage {
-        // Shared: a gc waits until the layers found or unpacked here are on record.
-        try lock.withShared { () throws(ImageError) in try pullLocked(reference) }
-    }
-
-    private func pullLocked(_ reference: String) throws(ImageError) -> PulledImage {
         let (path, tag) = Self.split(reference)
         let key = Self.sourceKey(path: path, tag: tag)
         if let key, let known = pulled.withLock({ $0[key] }), known.layers.allSatisfy({ FileSystem.exists($0.path) }) {
@@ -88,8 +83,13 @@ public final class ImageStore: Sendable {
             pulled.withLock { $0[key] = stored }
             return stored
         }
-        let image = try pullFresh(path: path, tag: tag)
-        try remember(image, tag: tag, key: key)
+        // A stored image needs no lock: `composeRootfs` checks its layers again under it. A fresh pull holds it
+        // shared until its layers are on record, so a gc cannot take them for unused in between.
+        let image = try lock.withShared { () throws(ImageError) -> PulledImage in
+            let image = try pullFresh(path: path, tag: tag)
+            try remember(image, tag: tag, key: key)
+            return image
+        }
         if let key { pulled.withLock { $0[key] = image.reused } }
         return image
     }

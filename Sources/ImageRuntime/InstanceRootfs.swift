@@ -116,7 +116,8 @@ extension ImageStore {
             let rootfs = try InstanceRootfs.compose(image, in: directory)
             let list = image.layers.map { $0.path + "\n" }.joined()
             do throws(SystemCallError) {
-                try FileSystem.writeAtomically(paths.instanceLayers(instanceID), Array(list.utf8))
+                // gc reads it under the lock held exclusive, never while it is written: no temp file and rename.
+                try FileSystem.writeNewFile(paths.instanceLayers(instanceID), Array(list.utf8))
             } catch {
                 rootfs.remove()
                 throw .system(error)

@@ -17,9 +17,9 @@ struct StoreLock: Sendable {
     private func locked<T, E: Error>(_ operation: CInt, _ body: () throws(E) -> T) throws(E) -> T {
         // A descriptor of its own each time: flock locks belong to an open file, so threads of one process
         // exclude one another as processes do. Without the file (a read-only store) nothing can race here.
+        // Closing the descriptor (when `file` goes, after `body`) releases the lock.
         let file = try? OwnedFileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
         if let file { _ = Syscall.retrying { flock(file.rawValue, operation) } }
-        defer { if let file { flock(file.rawValue, LOCK_UN) } }
-        return try body()
+        return try withExtendedLifetime(file) { () throws(E) -> T in try body() }
     }
 }

@@ -60,20 +60,25 @@ public enum FileSystem {
     /// Writes `bytes` to a temp file beside `path` and renames it into place.
     public static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(SystemCallError) {
         let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let file = try OwnedFileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-        let failure = bytes.withUnsafeBytes { buffer -> SystemCallError? in
-            do throws(SystemCallError) { try writeAll(file.rawValue, buffer, path: tmp) } catch { return error }
-            return nil
-        }
-        if let failure {
+        do { try writeNewFile(tmp, bytes) } catch {
             unlink(tmp)
-            throw failure
+            throw error
         }
         if rename(tmp, path) != 0 {
             let e = SystemCallError.current("rename", path: path)
             unlink(tmp)
             throw e
         }
+    }
+
+    /// Creates `path` (which must not exist) holding `bytes`: for a file no one reads while it is written.
+    public static func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(SystemCallError) {
+        let file = try OwnedFileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+        let failure = bytes.withUnsafeBytes { buffer -> SystemCallError? in
+            do throws(SystemCallError) { try writeAll(file.rawValue, buffer, path: path) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
     }
 
     /// write(2) until every byte is written, retrying EINTR.
