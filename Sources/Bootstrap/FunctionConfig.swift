@@ -17,6 +17,9 @@ public struct FunctionConfig: Sendable {
     public var mounts: [Mount] = []
     /// Run the instances in a user namespace of their own (nil: none; faasbox runs as root).
     public var userNamespace: UserNamespace?
+    /// The user namespace an instance gets when its image's user is root (uid or gid 0) and `userNamespace`
+    /// is nil: root in the image is never root on the host. The service gives each function a range of its own.
+    public var rootUserNamespace = UserNamespace.default
     /// The seccomp filter of the instances (nil: none); the default is modelled on Docker's.
     public var seccomp: SeccompPolicy? = .default
     /// `_HANDLER` for custom runtimes (SCF's default handler name).
@@ -33,10 +36,14 @@ public struct FunctionConfig: Sendable {
         public var source: String
         public var target: String
         public var readOnly: Bool
-        public init(source: String, target: String, readOnly: Bool = true) {
+        /// The operator's directory the source must stay beneath, checked again at every cold start (nil: the
+        /// operator named the source itself, `faasbox run --mount`).
+        public var within: String?
+        public init(source: String, target: String, readOnly: Bool = true, within: String? = nil) {
             self.source = source
             self.target = target
             self.readOnly = readOnly
+            self.within = within
         }
     }
 

@@ -127,8 +127,14 @@ extension FunctionInstance {
         spec.network = config.hostNetwork ? .host : .isolated
         spec.seccomp = config.seccomp?.profile
         spec.userNamespace = config.userNamespace?.sandbox
-        spec.mounts = config.mounts.map { SandboxSpec.Mount(source: $0.source, target: $0.target, readOnly: $0.readOnly) }
+        spec.mounts = config.mounts.map {
+            SandboxSpec.Mount(source: $0.source, target: $0.target, readOnly: $0.readOnly, within: $0.within)
+        }
         if let user = try ImageUser.resolve(runtime?.user ?? "", rootfs: rootfs.path) { spec.user = user }
+        // Root in the image (as its user or its group) is an unprivileged range of host ids, never host root.
+        if spec.userNamespace == nil, spec.user.uid == 0 || spec.user.gid == 0 {
+            spec.userNamespace = config.rootUserNamespace.sandbox
+        }
         return spec
     }
 
@@ -177,4 +183,9 @@ extension FunctionInstance {
 
 extension FunctionConfig.UserNamespace {
     var sandbox: SandboxSpec.UserNamespace { SandboxSpec.UserNamespace(hostID: hostID, count: count) }
+}
+
+extension FunctionConfig.Mount {
+    /// Why a mount target is refused (under /proc or /dev, /tmp), or nil: the sandbox's rule, for validators.
+    public static func refusedTarget(_ target: String) -> String? { SandboxSpec.Mount.refusedTarget(target) }
 }

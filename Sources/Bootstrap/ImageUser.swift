@@ -34,6 +34,11 @@ enum ImageUser {
                 gid = group.id
             }
         }
+        // (uid_t)-1 tells setresuid/setresgid "leave unchanged": the function would keep faasbox's own ids (root).
+        if uid == UInt32.max || gid == UInt32.max {
+            throw .invalidRequest(
+                "the image's User \"\(user)\" resolves to id 4294967295, which the kernel reads as \"unchanged\"; refused")
+        }
         return SandboxSpec.User(uid: uid, gid: gid)
     }
 

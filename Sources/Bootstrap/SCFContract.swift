@@ -45,6 +45,14 @@ public enum SCFContract {
     /// What faasbox passes where SCF passes temporary credentials: there are none locally.
     public static let localCredential = "faasbox-local"
 
+    /// The variables faasbox sets for every function (§4): a caller may not set them
+    /// (`InvalidParameterValue.EnvironmentSystemProtect`). Every `SCF_*` name, and these.
+    public static let systemVariables: Set<String> = [
+        "_HANDLER", "USER_CODE_ROOT", "TENCENTCLOUD_RUNENV", "TENCENTCLOUD_REGION", "TENCENTCLOUD_APPID", "TENCENTCLOUD_UIN",
+    ]
+
+    public static func isSystemVariable(_ name: String) -> Bool { name.hasPrefix("SCF_") || systemVariables.contains(name) }
+
     public enum ErrorCode: Int, Sendable {
         case invalidParameter = 400
         case containerStateExited = 405

@@ -110,6 +110,9 @@ static int run_step(const struct fb_step *s) {
         return mount(NULL, s->b, NULL, MS_REMOUNT | MS_BIND | s->flags, NULL);
     case FB_OP_MASK_PATH:
         return mask_path(s->b);
+    case FB_OP_MOVE_MOUNT:
+        // MOVE_MOUNT_F_EMPTY_PATH (4): the source is the descriptor itself.
+        return (int)syscall(SYS_move_mount, (int)s->flags, "", AT_FDCWD, s->b, 4);
     case FB_OP_READONLY_PATH:
         if (mount(s->b, s->b, NULL, MS_BIND | MS_REC, NULL) < 0) return errno == ENOENT ? 0 : -1;
         return mount(NULL, s->b, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -213,7 +216,7 @@ struct child_fds {
 // that another thread of faasbox is writing (a layer being unpacked, a test's copy of a binary) would make an
 // exec of that file elsewhere fail with ETXTBSY for as long as this child holds it.
 static int compact_fds(const struct fb_spawn_config *cfg, struct child_fds *f) {
-    int wanted[16];
+    int wanted[16 + FB_MAX_KEEP_FDS];
     int n = 0;
     wanted[n++] = cfg->report_fd;
     wanted[n++] = cfg->init_fd;
@@ -222,7 +225,9 @@ static int compact_fds(const struct fb_spawn_config *cfg, struct child_fds *f) {
     wanted[n++] = cfg->stderr_fd;
     f->n_cgroup = cfg->n_cgroup_proc_fds < 8 ? cfg->n_cgroup_proc_fds : 8;
     for (int i = 0; i < f->n_cgroup; i++) wanted[n++] = cfg->cgroup_proc_fds[i];
-    int high[16];
+    int n_keep = cfg->n_keep_fds < FB_MAX_KEEP_FDS ? cfg->n_keep_fds : FB_MAX_KEEP_FDS;
+    for (int i = 0; i < n_keep; i++) wanted[n++] = cfg->keep_fds[i];
+    int high[16 + FB_MAX_KEEP_FDS];
     for (int i = 0; i < n; i++) {
         high[i] = wanted[i] >= 0 ? fcntl(wanted[i], F_DUPFD_CLOEXEC, 64) : -1;
         if (wanted[i] >= 0 && high[i] < 0) return -1;

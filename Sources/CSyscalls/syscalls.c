@@ -80,3 +80,15 @@ int fb_memfd(const char *name) {
     int fd = memfd_create(name, MFD_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
+
+int fb_open_tree_clone(int fd) {
+    // OPEN_TREE_CLONE (1) | OPEN_TREE_CLOEXEC (O_CLOEXEC) | AT_EMPTY_PATH | AT_RECURSIVE
+    long r = syscall(SYS_open_tree, fd, "", 1 | O_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+    return r < 0 ? -errno : (int)r;
+}
+
+int fb_mount_setattr_recursive(int fd, uint64_t attr_set) {
+    uint64_t attr[4] = {attr_set, 0, 0, 0};  // struct mount_attr: attr_set, attr_clr, propagation, userns_fd
+    long r = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, attr, sizeof attr);
+    return r < 0 ? -errno : 0;
+}

@@ -1,6 +1,10 @@
 import Foundation
 import GRDB
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The service's durable state: one SQLite database in WAL mode under the state dir, holding the deployed
 /// functions, the async event queue with each event's result, the dead letters, and the invocation logs.
 /// Every call runs on GRDB's own threads, never on the cooperative pool.
@@ -14,6 +18,12 @@ public final class StateDatabase: Sendable {
         // only a power loss can take the last ones back.
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         configuration.busyMode = .timeout(5)
+        // Functions' environments (secrets, often) live here: owner only. SQLite gives its -wal and -shm files
+        // the database file's mode, so it is made 0600 before SQLite opens it.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if fd >= 0 { close(fd) }
+        chmod(path, 0o600)
+        for suffix in ["-wal", "-shm"] { chmod(path + suffix, 0o600) }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
@@ -47,6 +57,11 @@ public final class StateDatabase: Sendable {
                     CREATE INDEX logs_by_request ON logs(function, requestId);
                     CREATE INDEX logs_by_time ON logs(function, at);
                     """)
+        }
+        // Each function's range of host ids for root in its image, never reused: files a deleted function left
+        // in a mount stay out of reach of the next one.
+        migrator.registerMigration("v2-idranges") { db in
+            try db.execute(sql: "CREATE TABLE idranges(name TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE)")
         }
         return migrator
     }
@@ -85,6 +100,16 @@ public final class StateDatabase: Sendable {
         return rows.compactMap { (name, text) in
             guard let spec = try? JSONDecoder().decode(FunctionSpec.self, from: Data(text.utf8)) else { return nil }
             return (name, spec)
+        }
+    }
+
+    /// The id range slot of `name`: its own since first deployed, or the next free one.
+    func idRangeSlot(_ name: String) async throws(ServiceError) -> Int {
+        try await write("id range of \(name)") { db in
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO idranges(name, slot) SELECT ?, COALESCE(MAX(slot) + 1, 0) FROM idranges",
+                arguments: [name])
+            return try Int.fetchOne(db, sql: "SELECT slot FROM idranges WHERE name = ?", arguments: [name]) ?? 0
         }
     }
 

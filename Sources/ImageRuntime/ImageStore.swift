@@ -62,8 +62,15 @@ public final class ImageStore: Sendable {
         self.logger = logger
         paths = StoreLayout(root: root)
         lock = StoreLock(path: paths.lock)
-        do {
-            for dir in paths.directories { try FileSystem.createDirectory(dir) }
+        do throws(SystemCallError) {
+            // The state dir holds functions' environments, credentials and every image's files: nothing in it
+            // is readable by others (StoreLayout.directories has the modes).
+            try FileSystem.createDirectory(root, mode: 0o711)
+            if chmod(root, 0o711) != 0 { throw SystemCallError.current("chmod", path: root) }
+            for (dir, mode) in paths.directories {
+                try FileSystem.createDirectory(dir, mode: mode)
+                if chmod(dir, mode) != 0 { throw SystemCallError.current("chmod", path: dir) }
+            }
         } catch { throw .system(error) }
         removeAbandonedTemporaries()
     }
@@ -114,7 +121,7 @@ public final class ImageStore: Sendable {
     }
 
     /// `PATH:tag` → (PATH, tag) when PATH exists and the whole string does not.
-    static func split(_ reference: String) -> (String, String?) {
+    public static func split(_ reference: String) -> (String, String?) {
         if FileSystem.exists(reference) { return (reference, nil) }
         guard let colon = reference.lastIndex(of: ":"), !reference[colon...].contains("/") else { return (reference, nil) }
         let path = String(reference[..<colon])
@@ -233,7 +240,7 @@ public final class ImageStore: Sendable {
 
     /// Removes temporary unpack and blob directories whose process is gone (a crash or kill -9 mid-pull).
     private func removeAbandonedTemporaries() {
-        for dir in [paths.layers, paths.blobs] {
+        for dir in [paths.layers, paths.blobs, paths.uploads] {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
             for name in names where name.hasPrefix(".tmp-") {
                 let pid = name.dropFirst(5).split(separator: "-").first.flatMap { pid_t($0) } ?? 0

@@ -5,6 +5,7 @@
 /// layers/<alg>/<hex>            unpacked layers, by diff_id; layers/.tmp-<pid>-<n> while one is unpacked
 /// images/<alg>-<hex>.json       one record per image pulled
 /// images/sources/<key>          a source's identity → the manifest digest pulled from it
+/// uploads/<alg>-<hex>.tar      an archive uploaded to the service, by its manifest digest; .tmp-<pid>-<n> while it arrives
 /// instances/<id>/               an instance's rootfs, upper and work directories, and `layers`: what it uses
 /// store.lock                    shared while layers are unpacked or mounted, exclusive while gc removes them
 /// ```
@@ -16,11 +17,17 @@ struct StoreLayout: Sendable {
     var records: String { "\(root)/images" }
     var sources: String { "\(root)/images/sources" }
     var instances: String { "\(root)/instances" }
+    var uploads: String { "\(root)/uploads" }
     var lock: String { "\(root)/store.lock" }
 
-    /// The directories a store has from its start.
-    var directories: [String] {
-        [blob(algorithm: .sha256), layers(algorithm: .sha256), layers(algorithm: .sha512), instances, sources]
+    /// The directories a store has from its start, with their modes. Image files are the owner's only; the
+    /// root and the instances directory may be passed through (0711, not listed) so that an instance's rootfs
+    /// path is reachable from a user namespace, whose root is not the owner.
+    var directories: [(path: String, mode: mode_t)] {
+        [
+            (blobs, 0o700), (blob(algorithm: .sha256), 0o700), (layers, 0o700), (layers(algorithm: .sha256), 0o700),
+            (layers(algorithm: .sha512), 0o700), (records, 0o700), (sources, 0o700), (uploads, 0o700), (instances, 0o711),
+        ]
     }
 
     func blob(algorithm: Digest.Algorithm) -> String { "\(blobs)/\(algorithm.rawValue)" }
@@ -31,6 +38,8 @@ struct StoreLayout: Sendable {
     func temporaryLayer() -> String { "\(layers)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))" }
     func record(manifestDigest: String) -> String { "\(records)/\(manifestDigest.replacingOccurrences(of: ":", with: "-")).json" }
     func source(key: String) -> String { "\(sources)/" + Hasher.digest(of: Array(key.utf8), .sha256).hex.prefix(32) }
+    func upload(manifestDigest: String) -> String { "\(uploads)/\(manifestDigest.replacingOccurrences(of: ":", with: "-")).tar" }
+    func temporaryUpload() -> String { "\(uploads)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))" }
     func instance(_ id: String) -> String { "\(instances)/\(id)" }
     /// The list of layer directories an instance's rootfs uses (one path per line).
     func instanceLayers(_ id: String) -> String { "\(instance(id))/layers" }

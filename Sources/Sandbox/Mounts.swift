@@ -26,6 +26,7 @@ struct MountStep: Sendable {
         case FB_OP_SYMLINK: return "symlink \(target)"
         case FB_OP_MASK_PATH: return "mask \(target)"
         case FB_OP_READONLY_PATH: return "make \(target) read-only"
+        case FB_OP_MOVE_MOUNT: return "bind \(source ?? "") on \(target)"
         default: return "step \(op.rawValue) on \(target)"
         }
     }
@@ -42,7 +43,11 @@ enum Mounts {
     ]
     static let readOnlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
-    static func steps(for spec: SandboxSpec) -> [MountStep] {
+    /// `sources`: for each of `spec.mounts`, the descriptor number (in the child) of a detached copy of its
+    /// source tree that the parent made (`openSources`); the child attaches it, so it needs no access to the
+    /// source's host path (a user namespace's root has none to a 0700 directory), and a path swapped since it
+    /// was opened changes nothing.
+    static func steps(for spec: SandboxSpec, sources: [CInt]) -> [MountStep] {
         let root = spec.rootfs
         let nosuidNodev = UInt(MS_NOSUID | MS_NODEV)
         var steps: [MountStep] = [
@@ -80,22 +85,38 @@ enum Mounts {
                 op: FB_OP_MOUNT, source: "tmpfs", target: "\(root)/tmp", fstype: "tmpfs", flags: nosuidNodev,
                 data: "mode=1777,size=\(spec.limits.tmpBytes)"),
         ]
-        for mount in spec.mounts {
-            steps.append(
-                MountStep(op: FB_OP_MOUNT, source: mount.source, target: root + mount.target, flags: UInt(MS_BIND | MS_REC)))
+        for (mount, fd) in zip(spec.mounts, sources) {
+            steps.append(MountStep(op: FB_OP_MOVE_MOUNT, source: mount.source, target: root + mount.target, flags: UInt(fd)))
         }
         steps += [
             MountStep(op: FB_OP_PIVOT, target: root),
             MountStep(op: FB_OP_REMOUNT, target: "/", flags: nosuidNodev | UInt(MS_RDONLY)),
         ]
-        for mount in spec.mounts {
-            steps.append(
-                MountStep(
-                    op: FB_OP_REMOUNT, target: mount.target, flags: nosuidNodev | (mount.readOnly ? UInt(MS_RDONLY) : 0)))
-        }
         steps += maskedPaths.map { MountStep(op: FB_OP_MASK_PATH, target: $0) }
         steps += readOnlyPaths.map { MountStep(op: FB_OP_READONLY_PATH, target: $0) }
         return steps
+    }
+
+    /// A detached copy of each mount's source tree for the child to attach: the source opened (beneath
+    /// `within` with openat2 RESOLVE_BENEATH when the mount names one), its tree cloned with every submount,
+    /// and the whole tree made nosuid, nodev, and read-only unless the mount says otherwise.
+    static func openSources(_ spec: SandboxSpec) throws(SandboxError) -> [OwnedFileDescriptor] {
+        var trees: [OwnedFileDescriptor] = []
+        for mount in spec.mounts {
+            do {
+                let source =
+                    if let within = mount.within {
+                        try OwnedFileDescriptor.open(mount.source, beneath: within, O_PATH_FLAG)
+                    } else {
+                        try OwnedFileDescriptor.open(mount.source, O_PATH_FLAG)
+                    }
+                let tree = try DetachedMount.clone(source, path: mount.source)
+                let flags = DetachedMount.noSUID | DetachedMount.noDev | (mount.readOnly ? DetachedMount.readOnly : 0)
+                try DetachedMount.setAttributes(tree, flags, path: mount.source)
+                trees.append(tree)
+            } catch { throw .syscall(error) }
+        }
+        return trees
     }
 
     /// Makes the rootfs ready for the steps: /proc, /dev, /tmp as real directories, and /etc/hosts,
@@ -124,6 +145,9 @@ enum Mounts {
         let parts = mount.target.split(separator: "/").map(String.init)
         guard mount.target.hasPrefix("/"), !parts.isEmpty, !parts.contains(".."), !parts.contains(".") else {
             throw .invalidSpec("mount target \(mount.target) must be an absolute path without . or ..")
+        }
+        if let reason = SandboxSpec.Mount.refusedTarget(mount.target) {
+            throw .invalidSpec("mount target \(mount.target): \(reason)")
         }
         var source = stat()
         if stat(mount.source, &source) != 0 { throw .syscall(.current("stat", path: mount.source)) }

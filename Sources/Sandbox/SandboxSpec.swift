@@ -70,14 +70,30 @@ public struct SandboxSpec: Sendable {
 
     /// A host file or directory bound at `target` (an absolute path inside the sandbox), read-only unless asked.
     /// Mount points missing in the image are created (never through a symlink of the image).
+    /// The whole tree at `source` is bound (submounts too), and all of it is nosuid and nodev, and read-only
+    /// unless `readOnly` is false.
     public struct Mount: Sendable, Equatable {
         public var source: String
         public var target: String
         public var readOnly: Bool
-        public init(source: String, target: String, readOnly: Bool = true) {
+        /// Open `source` only beneath this directory (openat2 RESOLVE_BENEATH): a symlink that leads out of it,
+        /// even one swapped in after the source was checked, is refused.
+        public var within: String?
+        public init(source: String, target: String, readOnly: Bool = true, within: String? = nil) {
             self.source = source
             self.target = target
             self.readOnly = readOnly
+            self.within = within
+        }
+
+        /// Why a target cannot be mounted on, or nil: /proc and /dev are the sandbox's own (a target through
+        /// /proc/self/root would reach the host's root at mount time), /tmp is the instance's tmpfs.
+        public static func refusedTarget(_ target: String) -> String? {
+            let parts = target.split(separator: "/")
+            guard let first = parts.first else { return "cannot be / (the image's root)" }
+            if first == "proc" || first == "dev" { return "is under /\(first), which the sandbox provides" }
+            if first == "tmp" { return "is /tmp or under it, the instance's own tmpfs" }
+            return nil
         }
     }
 

@@ -30,6 +30,9 @@ public enum Sandbox {
 
     static func spawnBlocking(_ spec: SandboxSpec, cgroups: CgroupHost) throws(SandboxError) -> SandboxProcess {
         guard let program = spec.arguments.first, !program.isEmpty else { throw .invalidSpec("no program to run") }
+        if ([spec.user.uid, spec.user.gid] + spec.user.groups).contains(UInt32.max) {
+            throw .invalidSpec("id 4294967295 means \"unchanged\" to setresuid/setresgid/setgroups; refused")
+        }
         if let userns = spec.userNamespace {
             let ids = [spec.user.uid, spec.user.gid] + spec.user.groups
             if userns.count == 0 || ids.contains(where: { $0 >= userns.count })
@@ -53,7 +56,11 @@ public enum Sandbox {
     private static func clone(_ spec: SandboxSpec, program: String, cgroup: InstanceCgroup) throws(SandboxError) -> SandboxProcess
     {
         let arena = CArena()
-        let steps = Mounts.steps(for: spec)
+        if spec.mounts.count > Int(FB_MAX_KEEP_FDS) { throw .invalidSpec("at most \(FB_MAX_KEEP_FDS) mounts") }
+        let sources = try Mounts.openSources(spec)
+        // Where the child has them once its descriptors are compacted (spawn.c, compact_fds).
+        let cgroupFDs = min(cgroup.procsFiles.count, 8)
+        let steps = Mounts.steps(for: spec, sources: sources.indices.map { CInt(8 + cgroupFDs + $0) })
         let filter = try spec.seccomp.map { profile throws(SandboxError) in try Seccomp.program(for: profile) }
         var procFDs: [CInt] = []
         defer { for fd in procFDs { close(fd) } }
@@ -79,6 +86,8 @@ public enum Sandbox {
         config.new_cgroup_ns = 1
         config.cgroup_proc_fds = UnsafePointer(arena.array(procFDs))
         config.n_cgroup_proc_fds = CInt(procFDs.count)
+        config.keep_fds = UnsafePointer(arena.array(sources.map(\.rawValue)))
+        config.n_keep_fds = CInt(sources.count)
         config.hostname = UnsafePointer(arena.string(spec.hostname))
         config.loopback_up = spec.network == .isolated ? 1 : 0
         config.netns_fd = -1
@@ -159,6 +168,7 @@ public enum Sandbox {
             _ = withUnsafeBytes(of: go) { Glibc.write(sync.write.rawValue, $0.baseAddress, 1) }
             sync.write.close()
         }
+        defer { withExtendedLifetime(sources) {} }
         switch readReport(report.read, timeout: 10_000) {
         case .execed:
             return process

@@ -58,9 +58,9 @@ public enum FileSystem {
     }
 
     /// Writes `bytes` to a temp file beside `path` and renames it into place.
-    public static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(SystemCallError) {
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(SystemCallError) {
         let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do { try writeNewFile(tmp, bytes) } catch {
+        do { try writeNewFile(tmp, bytes, mode: mode) } catch {
             unlink(tmp)
             throw error
         }

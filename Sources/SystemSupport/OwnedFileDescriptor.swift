@@ -82,3 +82,45 @@ public enum Resolve {
 
 /// O_PATH, which Glibc's Swift overlay does not export.
 public let O_PATH_FLAG: CInt = 0o10000000
+
+extension OwnedFileDescriptor {
+    /// The path the kernel gives this descriptor (/proc/self/fd's link): where an opened file really is.
+    public func resolvedPath() throws(SystemCallError) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/fd/\(rawValue)", &buffer, buffer.count - 1)
+        if n < 0 { throw .current("readlink", path: "/proc/self/fd/\(rawValue)") }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Opens `path` (absolute) only if it lies beneath `root` once every symlink is followed: openat2 with
+    /// RESOLVE_BENEATH from `root`, so a link (or `..`) that leads out of it is refused with EXDEV.
+    public static func open(_ path: String, beneath root: String, _ flags: CInt) throws(SystemCallError) -> OwnedFileDescriptor {
+        let base = root.hasSuffix("/") ? root : root + "/"
+        guard path == root || path.hasPrefix(base) else { throw SystemCallError("openat2", path: path, errno: .improperLink) }
+        let relative = path == root ? "." : String(path.dropFirst(base.count))
+        let directory = try open(root, O_PATH_FLAG | O_DIRECTORY)
+        return try openat2(directory.fd, relative, flags: flags, resolve: Resolve.beneath | Resolve.noMagicLinks)
+    }
+}
+
+/// A detached copy of a mount tree (open_tree OPEN_TREE_CLONE): attributes set on it with `setAttributes`
+/// cover every mount in it, and it can be attached in another mount namespace (move_mount), which a plain
+/// descriptor of a directory in this one cannot be bound from.
+public enum DetachedMount {
+    public static let readOnly: UInt64 = 0x1
+    public static let noSUID: UInt64 = 0x2
+    public static let noDev: UInt64 = 0x4
+
+    /// The tree at `directory` (and every mount below it), detached.
+    public static func clone(_ directory: OwnedFileDescriptor, path: String) throws(SystemCallError) -> OwnedFileDescriptor {
+        let fd = fb_open_tree_clone(directory.rawValue)
+        if fd < 0 { throw .negated("open_tree", path: path, fd) }
+        return OwnedFileDescriptor(rawValue: fd)
+    }
+
+    /// Sets MOUNT_ATTR_* `flags` on every mount of the tree.
+    public static func setAttributes(_ tree: OwnedFileDescriptor, _ flags: UInt64, path: String) throws(SystemCallError) {
+        let rc = fb_mount_setattr_recursive(tree.rawValue, flags)
+        if rc < 0 { throw .negated("mount_setattr", path: path, rc) }
+    }
+}

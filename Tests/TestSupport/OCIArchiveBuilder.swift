@@ -53,6 +53,8 @@ public struct OCIArchiveBuilder {
     public var cmd: [String]?
     public var env: [String] = ["PATH=/bin"]
     public var workingDir: String?
+    /// The config's `User` ("0", "root", "1000:1000"…).
+    public var user: String?
     /// Replaces the named diff_id (index) with a wrong one.
     public var corruptDiffID: Int?
     /// Flips a byte of this layer blob after its digest was taken.
@@ -102,6 +104,7 @@ public struct OCIArchiveBuilder {
         if let entrypoint { runtime["Entrypoint"] = entrypoint }
         if let cmd { runtime["Cmd"] = cmd }
         if let workingDir { runtime["WorkingDir"] = workingDir }
+        if let user { runtime["User"] = user }
         let config = try Self.json([
             "architecture": "amd64", "os": "linux", "config": runtime,
             "rootfs": ["type": "layers", "diff_ids": diffIDs],

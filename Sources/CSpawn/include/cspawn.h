@@ -18,7 +18,10 @@ enum fb_op {
     FB_OP_REMOUNT = 6,    // mount(NULL, b, NULL, MS_REMOUNT | MS_BIND | flags, NULL)
     FB_OP_MASK_PATH = 7,  // bind /dev/null over a file b or an empty read-only tmpfs over a directory b; ENOENT ignored
     FB_OP_READONLY_PATH = 8,  // bind b onto itself and remount it read-only, nosuid, nodev, noexec; ENOENT ignored
+    FB_OP_MOVE_MOUNT = 9,  // move_mount the detached tree at fd `flags` (kept through compact_fds) onto b
 };
+
+#define FB_MAX_KEEP_FDS 32
 
 struct fb_step {
     int op;
@@ -73,6 +76,8 @@ struct fb_spawn_config {
     int new_cgroup_ns;
     const int *cgroup_proc_fds;       // open cgroup.procs files the child joins by writing "0"
     int n_cgroup_proc_fds;
+    const int *keep_fds;              // kept open for the steps (mount sources), at fds 8 + n_cgroup_proc_fds + i
+    int n_keep_fds;                   // at most FB_MAX_KEEP_FDS
     const char *hostname;             // NULL: leave as is
     int loopback_up;
     const struct fb_step *steps;

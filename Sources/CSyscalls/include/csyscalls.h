@@ -38,4 +38,11 @@ int fb_epoll_del(int epfd, int fd);
 /// Waits for up to max events; writes their tokens. Returns the count or -errno.
 int fb_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
 
+/// open_tree(fd, "", OPEN_TREE_CLONE | AT_RECURSIVE): a detached copy of the mount tree at fd, close-on-exec.
+/// Returns an fd or -errno.
+int fb_open_tree_clone(int fd);
+
+/// mount_setattr(fd, "", AT_RECURSIVE) setting MOUNT_ATTR_* flags on the tree at fd. Returns 0 or -errno.
+int fb_mount_setattr_recursive(int fd, uint64_t attr_set);
+
 #endif
