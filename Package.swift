@@ -82,6 +82,7 @@ let package = Package(
             dependencies: [
                 "Executor", "Bootstrap", "ImageRuntime", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

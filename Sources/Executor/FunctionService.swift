@@ -15,6 +15,8 @@ public final class FunctionService: Sendable {
         public var shutdownGrace: Duration = .seconds(10)
         /// How often idle instances are reclaimed and provisioned ones replaced.
         public var maintenanceInterval: Duration = .seconds(1)
+        /// What callers may take from the host (mounts, host network, image paths): the operator's choice.
+        public var host = HostPolicy()
         public init() {}
     }
 
@@ -78,8 +80,11 @@ public final class FunctionService: Sendable {
     /// pulled and verified first, and provisioned instances started, so a bad image or a function that cannot
     /// start is refused before anything changes.
     public func deploy(_ name: String, _ spec: FunctionSpec, save: Bool = true) async throws(ServiceError) -> Deployed {
-        let validated: FunctionSpec.Validated
-        do { validated = try spec.validated(name: name) } catch { throw .invalidSpec(error) }
+        var validated: FunctionSpec.Validated
+        do { validated = try options.host.admit(try spec.validated(name: name), store: store) } catch {
+            throw .invalidSpec(error)
+        }
+        validated = validated.with(image: validated.image, config: try await rootIDs(name, validated.config))
         do { _ = try await store.pull(validated.image) } catch {
             throw .invalidSpec(FunctionSpec.Invalid(field: "image", reason: error.description))
         }
@@ -99,6 +104,19 @@ public final class FunctionService: Sendable {
         doorbell.ring()
         logger.info("deployed \(name)", metadata: ["function": "\(name)", "image": "\(validated.image)"])
         return Deployed(name: name, spec: spec, provisionedReports: reports.map(\.line))
+    }
+
+    /// Host ids for root in this function's image: 65,536 of its own from 2^31 up (far from /etc/subuid's usual
+    /// ranges), so that no two functions' files or processes share an owner.
+    private func rootIDs(_ name: String, _ config: FunctionConfig) async throws(ServiceError) -> FunctionConfig {
+        let slot = try await db.idRangeSlot(name)
+        let base = UInt64(1) << 31 + UInt64(slot) << 16
+        guard base + (1 << 16) <= UInt64(UInt32.max) else {
+            throw .invalidRequest("no host id range left for another function (32,767 functions have had one)")
+        }
+        var config = config
+        config.rootUserNamespace = FunctionConfig.UserNamespace(hostID: UInt32(base))
+        return config
     }
 
     /// Deletes `name`: its instances are drained and stopped, its queued events go to the dead letters.
@@ -130,6 +148,9 @@ public final class FunctionService: Sendable {
             name: name, spec: d.spec, deployedAt: d.deployedAt, instances: await d.pool.instances,
             events: try await queue.counts(function: name))
     }
+
+    /// Whether `name` answers `/web/` on the TCP listener without a signature (deployed with `"public": true`).
+    public func isPublic(_ name: String) -> Bool { deployments.withLock { $0[name]?.spec.public == true } }
 
     public var functionNames: [String] { deployments.withLock { $0.keys.sorted() } }
 

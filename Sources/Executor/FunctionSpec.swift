@@ -26,6 +26,8 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
     public var network: String?
     /// Host directories made visible inside the instances (SCF's file-system mounts).
     public var mounts: [MountSpec]?
+    /// `/web/{name}/…` on the TCP listener answers without a signature (SCF's function URL with AuthType NONE).
+    public var `public`: Bool?
 
     public struct MountSpec: Codable, Sendable, Equatable {
         public var source: String
@@ -43,11 +45,17 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
         self.type = type
     }
 
-    /// A field the spec refuses, and why.
+    /// A field the spec refuses, and why; `code` is the TencentCloud error code it answers with.
     public struct Invalid: Error, Sendable, CustomStringConvertible {
         public let field: String
         public let reason: String
+        public var code = "InvalidParameterValue"
         public var description: String { "\(field): \(reason)" }
+        public init(field: String, reason: String, code: String = "InvalidParameterValue") {
+            self.field = field
+            self.reason = reason
+            self.code = code
+        }
     }
 
     /// The spec as the pool runs it, or the first field that is out of bounds.
@@ -87,6 +95,13 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
         public let concurrency: Int
         public let provisioned: Int
         public let idleTimeout: Duration
+
+        /// The same function with its image and config as the host admits them (HostPolicy).
+        func with(image: String, config: FunctionConfig) -> Validated {
+            Validated(
+                name: name, image: image, config: config, concurrency: concurrency, provisioned: provisioned,
+                idleTimeout: idleTimeout)
+        }
     }
 
     /// SCF's rule: 2–60 characters, letters, digits, `-` and `_`, starting with a letter, not ending with `-`/`_`.
@@ -136,6 +151,11 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
                 key.first.map { $0.isLetter || $0 == "_" } == true
                 && key.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
             if !valid { throw Invalid(field: "env", reason: "\"\(key)\" is not a valid variable name") }
+            if SCFContract.isSystemVariable(key) {
+                throw Invalid(
+                    field: "env", reason: "\"\(key)\" is set by faasbox for every function and cannot be set by the caller",
+                    code: "InvalidParameterValue.EnvironmentSystemProtect")
+            }
         }
         let size = env.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
         if size > SCFContract.maxEnvironmentBytes {
@@ -147,6 +167,9 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
     static func mount(_ mount: MountSpec) throws(Invalid) -> FunctionConfig.Mount {
         guard mount.source.hasPrefix("/"), mount.target.hasPrefix("/"), !mount.target.split(separator: "/").contains("..")
         else { throw Invalid(field: "mounts", reason: "source and target must be absolute paths without '..'") }
+        if let reason = FunctionConfig.Mount.refusedTarget(mount.target) {
+            throw Invalid(field: "mounts", reason: "target \(mount.target) \(reason)")
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: mount.source, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw Invalid(field: "mounts", reason: "\(mount.source) is not a directory on this host")

@@ -30,7 +30,8 @@ public enum ServiceError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .noSuchFunction: return "ResourceNotFound.Function"
         case .noSuchRequest: return "ResourceNotFound.Request"
-        case .invalidSpec, .invalidRequest: return "InvalidParameterValue"
+        case .invalidSpec(let invalid): return invalid.code
+        case .invalidRequest: return "InvalidParameterValue"
         case .queueFull: return "LimitExceeded.AsyncQueue"
         case .invocation(let e): return "\(e.code)"
         case .database, .stateDirInUse: return "InternalError"

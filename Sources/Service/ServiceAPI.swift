@@ -12,9 +12,17 @@ public enum ServiceAPI {
     static let logType = HTTPField.Name("X-Scf-Log-Type")!
     static let requestIDHeader = HTTPField.Name("X-Scf-Request-Id")!
 
-    /// The router with every route of the API.
-    public static func router(_ service: FunctionService) -> Router<BasicRequestContext> {
+    /// The router with every route of the API. With a `verifier` (the TCP listener), every request but
+    /// `/healthz` (and `/metrics` when `metricsPublic`) must be signed (TC3-HMAC-SHA256).
+    public static func router(_ service: FunctionService, verifier: RequestVerifier? = nil, metricsPublic: Bool = false)
+        -> Router<BasicRequestContext>
+    {
         let router = Router()
+        if let verifier {
+            router.add(
+                middleware: SignedRequests(
+                    verifier: verifier, openPaths: metricsPublic ? ["/healthz", "/metrics"] : ["/healthz"]))
+        }
         router.get("/healthz") { _, _ in json(["status": "ok", "functions": "\(service.functionNames.count)"]) }
         router.get("/metrics") { _, _ in
             Response(
@@ -56,6 +64,8 @@ public enum ServiceAPI {
                 return json(try await service.logs(try name(context), requestID: id, limit: limit))
             }
         }
+        router.post("/images") { request, _ in try await handle { try await ImageUploads.receive(request, store: service.store) }
+        }
         // `/web/{name}/…` never reaches the router: WebPassthroughHandler answers it in front of Hummingbird.
         return router
     }
@@ -88,7 +98,20 @@ public enum ServiceAPI {
 
     /// Runs a route, turning a `ServiceError` into its JSON error response.
     static func handle(_ body: () async throws -> Response) async throws -> Response {
-        do { return try await body() } catch let error as ServiceError { return errorResponse(error) }
+        do { return try await body() } catch let error as ServiceError { return errorResponse(error) } catch let error
+            as AuthFailure
+        {
+            return authFailure(error)
+        }
+    }
+
+    /// 401 with the `AuthFailure` code: a request on the TCP listener that is not (properly) signed.
+    static func authFailure(_ failure: AuthFailure) -> Response {
+        json(["Error": ["Code": failure.code.rawValue, "Message": failure.message]], status: .unauthorized)
+    }
+
+    static func authFailureJSON(_ failure: AuthFailure) -> [UInt8] {
+        Array(encoded(["Error": ["Code": failure.code.rawValue, "Message": failure.message]]))
     }
 
     static func errorResponse(_ error: ServiceError) -> Response {

@@ -69,13 +69,15 @@ enum WebPassthrough {
 struct WebFrontedHTTP1Channel: ServerChildChannel {
     let base: HTTP1Channel
     let service: FunctionService
+    /// On the TCP listener: the signature check for functions that are not public.
+    let verifier: RequestVerifier?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
-        let service = self.service
+        let (service, verifier) = (self.service, self.verifier)
         return base.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try pipeline.addHandler(WebPassthroughHandler(service: service), position: .after(decoder))
+            try pipeline.addHandler(WebPassthroughHandler(service: service, verifier: verifier), position: .after(decoder))
             return value
         }
     }
@@ -109,6 +111,7 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private let service: FunctionService
+    private let verifier: RequestVerifier?
     private var phase = Phase.idle
     private var requestOpen = false
     private var responseOpen = false
@@ -123,7 +126,10 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// A refusal went out while its request was still arriving: close when that request ends.
     private var refusalWritten = false
 
-    init(service: FunctionService) { self.service = service }
+    init(service: FunctionService, verifier: RequestVerifier?) {
+        self.service = service
+        self.verifier = verifier
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
@@ -139,6 +145,9 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
             if let name = WebPassthrough.functionName(head.uri) {
                 phase = .web
                 web = WebCall(head: head, name: name)
+                if let failure = authenticate(head, name: name, body: nil, complete: false) {
+                    return refuse(failure, context: context)
+                }
                 let limit = SCFContract.maxSyncPayloadBytes
                 if let length = head.headers.first(name: "Content-Length").flatMap({ Int($0) }), length > limit {
                     return refuse(.invocation(.instance(.requestTooLarge(length, limit: limit))), context: context)
@@ -171,6 +180,11 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
                 settle(context: context)
             case .web:
                 guard let call = web, !call.refused else { return closeRefused(context: context) }
+                if let failure = authenticate(call.head, name: call.name, body: call.body, complete: true) {
+                    web?.refused = true
+                    closeAfterResponse = true
+                    return write(status: 401, json: ServiceAPI.authFailureJSON(failure), context: context)
+                }
                 invoke(call, context: context)
             case .idle: break
             }
@@ -184,6 +198,46 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
         web?.refused = true
         closeAfterResponse = true
         writeError(error, context: context)
+    }
+
+    private func refuse(_ failure: AuthFailure, context: ChannelHandlerContext) {
+        web?.refused = true
+        closeAfterResponse = true
+        write(status: 401, json: ServiceAPI.authFailureJSON(failure), context: context)
+    }
+
+    /// On the TCP listener, a web call to a function that is not public must be signed: checked on the head
+    /// alone first (not `complete`: present, fresh, a known id), then with the body's hash once it has arrived.
+    private func authenticate(_ head: HTTPRequestHead, name: String, body: ByteBuffer?, complete: Bool) -> AuthFailure? {
+        guard let verifier, !service.isPublic(name) else { return nil }
+        let (path, query) = Self.split(head.uri)
+        let header: (String) -> String? = { head.headers.first(name: $0) }
+        do throws(AuthFailure) {
+            let payload = try RequestVerifier.payload(contentSHA256: header("x-tc-content-sha256"))
+            var hash: String?
+            switch payload {
+            case .unsigned: hash = TC3Signature.unsignedPayload
+            case .declared(let declared):
+                // Checked against the body, which is all here before the call is made.
+                if let body, TC3Signature.sha256Hex(body.readableBytesView) != declared {
+                    throw AuthFailure(code: .signatureFailure, message: "the body does not match its signed X-TC-Content-SHA256")
+                }
+                hash = declared
+            case .body:
+                if complete { hash = TC3Signature.sha256Hex(body?.readableBytesView ?? ByteBuffer().readableBytesView) }
+            }
+            _ = try verifier.verify(
+                method: head.method.rawValue, path: path, query: query, header: header, payloadHash: hash ?? "",
+                headersOnly: hash == nil)
+        } catch {
+            return error
+        }
+        return nil
+    }
+
+    static func split(_ uri: String) -> (path: String, query: String) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri, "") }
+        return (String(uri[..<mark]), String(uri[uri.index(after: mark)...]))
     }
 
     private func closeRefused(context: ChannelHandlerContext) {
@@ -252,11 +306,14 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Writes the API's JSON error for `error` as the whole response.
     private func writeError(_ error: ServiceError, context: ChannelHandlerContext) {
+        write(status: error.status, json: ServiceAPI.errorJSON(error), context: context)
+    }
+
+    private func write(status: Int, json body: [UInt8], context: ChannelHandlerContext) {
         guard responseOpen, let call = web else { return }
-        let body = ServiceAPI.errorJSON(error)
         let headers = [("Content-Type", "application/json"), ("Content-Length", "\(body.count)")]
         writeHead(
-            Bootstrap.HTTPResponse(status: error.status, reason: "", headers: headers, body: []), of: call, context: context)
+            Bootstrap.HTTPResponse(status: status, reason: "", headers: headers, body: []), of: call, context: context)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         endResponse(context: context)
     }

@@ -2,22 +2,74 @@ import ArgumentParser
 import AsyncHTTPClient
 import Executor
 import Foundation
+import ImageRuntime
 import NIOCore
 import NIOHTTP1
+import Service
 
-/// Where the client commands find `faasbox serve`.
+/// Where the client commands find `faasbox serve`, and the key they sign with over TCP.
 struct ServerOptions: ParsableArguments {
-    @Option(help: "The server's URL (env FAASBOX_SERVER).")
-    var server: String = ProcessInfo.processInfo.environment["FAASBOX_SERVER"] ?? "http://127.0.0.1:9900"
+    @Option(help: "The server: unix:///PATH (default unix://\(Server.defaultSocket)) or http://HOST:PORT (env FAASBOX_SERVER).")
+    var server: String = ProcessInfo.processInfo.environment["FAASBOX_SERVER"] ?? "unix://\(Server.defaultSocket)"
 
-    /// Sends one request; returns the status, the headers and the body. A server that cannot be reached ends
-    /// the command with a message saying so.
+    @Option(help: "The SecretId to sign with over TCP (env TENCENTCLOUD_SECRET_ID).")
+    var secretId: String? = ProcessInfo.processInfo.environment["TENCENTCLOUD_SECRET_ID"]
+
+    @Option(help: "The SecretKey to sign with over TCP (env TENCENTCLOUD_SECRET_KEY).")
+    var secretKey: String? = ProcessInfo.processInfo.environment["TENCENTCLOUD_SECRET_KEY"]
+
+    enum Endpoint {
+        case socket(String)
+        case tcp(base: String, host: String)
+    }
+
+    var endpoint: Endpoint {
+        if server.hasPrefix("unix://") { return .socket(String(server.dropFirst("unix://".count))) }
+        if server.hasPrefix("http://"), let url = URL(string: server), let host = url.host {
+            let base = server.hasSuffix("/") ? String(server.dropLast()) : server
+            return .tcp(base: base, host: url.port.map { "\(host):\($0)" } ?? host)
+        }
+        fail("--server takes unix:///PATH or http://HOST:PORT, got \"\(server)\"")
+    }
+
+    /// Sends one request; returns the status, the headers and the body. Over TCP the request is signed
+    /// (TC3-HMAC-SHA256); `payloadHash` is the body's SHA-256 when the caller has it already. A server that
+    /// cannot be reached ends the command with a message saying so.
     func send(
         _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, headers: [(String, String)] = [],
-        timeout: TimeAmount = .seconds(960)
+        contentType: String = "application/json", timeout: TimeAmount = .seconds(960)
     ) async -> (status: Int, headers: HTTPHeaders, body: [UInt8]) {
-        var request = HTTPClientRequest(url: server + path)
+        var request: HTTPClientRequest
+        switch endpoint {
+        case .socket(let socket):
+            guard let url = URL(httpURLWithSocketPath: socket, uri: path) else { fail("--server \(server): not a socket path") }
+            request = HTTPClientRequest(url: url.absoluteString)
+        case .tcp(let base, let host):
+            guard let secretId, let secretKey, !secretId.isEmpty, !secretKey.isEmpty else {
+                fail(
+                    "\(server) is a TCP server: requests must be signed. Set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY "
+                        + "(or --secret-id/--secret-key); `faasbox credentials create` on the server makes a key")
+            }
+            request = HTTPClientRequest(url: base + path)
+            let (pathPart, query) =
+                path.firstIndex(of: "?").map { (String(path[..<$0]), String(path[path.index(after: $0)...])) }
+                ?? (path, "")
+            let timestamp = Int(Date().timeIntervalSince1970)
+            let payloadHash = TC3Signature.sha256Hex(body ?? [])
+            // A large body's hash is declared, so that the server checks it as the body streams in, not after
+            // holding it all (the server hashes at most 10 MB itself).
+            if (body?.count ?? 0) > 1 << 20 { request.headers.add(name: "X-TC-Content-SHA256", value: payloadHash) }
+            let signed = TC3Signature.Request(
+                method: method.rawValue, path: pathPart, query: query,
+                headers: [("content-type", contentType), ("host", host)], payloadHash: payloadHash)
+            request.headers.add(name: "Host", value: host)
+            request.headers.add(name: "X-TC-Timestamp", value: "\(timestamp)")
+            request.headers.add(
+                name: "Authorization",
+                value: TC3Signature.authorization(signed, timestamp: timestamp, secretID: secretId, secretKey: secretKey))
+        }
         request.method = method
+        request.headers.add(name: "Content-Type", value: contentType)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         do {
@@ -65,23 +117,47 @@ struct Deploy: AsyncParsableCommand {
 
     @Argument(help: "The function's name (2–60 letters, digits, - or _, starting with a letter).")
     var name: String
-    @Argument(help: "The function's image: an OCI archive on the server's host.")
+    @Argument(
+        help:
+            "The function's image: a local archive (uploaded to the server), sha256:DIGEST (one uploaded before), or server:PATH (an archive under one of the server's --image-root)."
+    )
     var image: String
     @OptionGroup var function: FunctionOptions
     @Option(help: "Invocations that may run at once (1–1000).") var concurrency: Int?
     @Option(help: "Instances started now and kept warm.") var provisioned: Int?
     @Option(help: "Seconds an idle instance is kept (1–86400).") var idleTimeout: Int?
+    @Flag(help: "Answer /web/NAME/… on the server's TCP listener without a signature (as a browser calls it).")
+    var `public` = false
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        var spec = function.spec(image: URL(fileURLWithPath: image).standardizedFileURL.path)
+        var spec = function.spec(image: await resolveImage())
         (spec.concurrency, spec.provisioned, spec.idleTimeout) = (concurrency, provisioned, idleTimeout)
+        if `public` { spec.public = true }
         let body = try JSONEncoder().encode(spec)
         let answer = await server.send(.PUT, "/functions/\(name)", body: [UInt8](body))
         let json = server.expectJSON(answer) as? [String: Any] ?? [:]
         print("deployed \(name)")
         let reports = json["provisionedReports"] as? [String] ?? []
         for report in reports { print(report) }
+    }
+
+    /// What the server is told the image is: an uploaded archive's digest, or a path on the server.
+    func resolveImage() async -> String {
+        if image.hasPrefix("sha256:") { return image }
+        if image.hasPrefix("server:") { return String(image.dropFirst("server:".count)) }
+        let (path, tag) = ImageStore.split(image)
+        guard tag == nil else {
+            fail("\(image): a tag inside an uploaded archive is not supported; upload an archive with one image")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            fail("\(image): no such file here (a path on the server's host is written server:PATH)")
+        }
+        let answer = await server.send(.POST, "/images", body: [UInt8](data), contentType: "application/octet-stream")
+        guard let digest = (server.expectJSON(answer) as? [String: Any])?["digest"] as? String else {
+            fail("the server's answer to the upload has no digest")
+        }
+        return digest
     }
 }
 

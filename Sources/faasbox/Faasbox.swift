@@ -7,7 +7,8 @@ struct Faasbox: AsyncParsableCommand {
         abstract: "Run serverless functions delivered as OCI container images, fast and isolated.",
         subcommands: [
             Run.self, Pull.self, Images.self, Rmi.self, GC.self, Serve.self, Deploy.self, Invoke.self, ResultCommand.self,
-            Logs.self, PS.self, Functions.self, Remove.self, Bench.self, Doctor.self, SeccompProfileCommand.self,
+            Logs.self, PS.self, Functions.self, Remove.self, Credentials.self, Bench.self, Doctor.self,
+            SeccompProfileCommand.self,
         ]
     )
 }

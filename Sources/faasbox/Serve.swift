@@ -15,8 +15,28 @@ struct Serve: AsyncParsableCommand {
             SIGINT: new invocations are refused, those in flight get --grace seconds, then every instance stops.
             """)
 
-    @Option(help: "HOST:PORT to listen on (port 0 picks a free one).")
-    var listen = "127.0.0.1:9900"
+    @Option(help: "The unix socket to listen on (mode 0660, group faasbox when it exists, else 0600).")
+    var socket = Server.defaultSocket
+
+    @Option(
+        help:
+            "Also listen on TCP HOST:PORT (port 0 picks a free one); every request there must be signed (TC3-HMAC-SHA256, keys from `faasbox credentials create`)."
+    )
+    var listen: String?
+
+    @Flag(help: "Serve /metrics on TCP without a signature.")
+    var metricsPublic = false
+
+    @Option(help: "A host directory whose subtree functions may mount (repeatable); none by default.")
+    var allowMount: [String] = []
+
+    @Flag(help: "Let functions use the host's network (\"network\": \"host\"); refused by default.")
+    var allowHostNetwork = false
+
+    @Option(
+        help: "A host directory whose image archives functions may name (repeatable); by default only uploaded images (sha256:…)."
+    )
+    var imageRoot: [String] = []
 
     @Option(help: "Seconds in-flight invocations get to finish on SIGTERM.")
     var grace: Double = 10
@@ -36,8 +56,16 @@ struct Serve: AsyncParsableCommand {
         // as before, only slower. Blocking work goes through `runBlocking`.
         let onEventLoops = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         raiseDescriptorLimit()
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-            throw ValidationError("--listen takes HOST:PORT, got '\(listen)'")
+        var tcp: (host: String, port: Int)?
+        if let listen {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                (0...65535).contains(port)
+            else { throw ValidationError("--listen takes HOST:PORT with a port 0–65535, got '\(listen)'") }
+            let host = String(listen[..<colon])
+            tcp = (host.isEmpty ? "127.0.0.1" : host, port)
+        }
+        for dir in allowMount + imageRoot where !FileManager.default.fileExists(atPath: dir) {
+            throw ValidationError("\(dir) does not exist (--allow-mount and --image-root take existing directories)")
         }
         var logger = Logger(label: "faasbox.serve")
         logger.logLevel = logLevel
@@ -45,14 +73,21 @@ struct Serve: AsyncParsableCommand {
         var options = FunctionService.Options()
         options.shutdownGrace = .milliseconds(Int(grace * 1000))
         options.policy.retryBackoff = .milliseconds(Int(retryBackoff * 1000))
+        options.host = HostPolicy(mountRoots: allowMount, hostNetwork: allowHostNetwork, imageRoots: imageRoot)
         do {
             try await Server.run(
-                store: state.openStore(), host: String(listen[..<colon]), port: port, options: options, logger: logger,
-                onListening: { port in
-                    // One line on stdout that scripts and tests wait for.
-                    say("listening on \(listen[..<colon]):\(port)")
+                store: state.openStore(),
+                listeners: .init(socket: socket, tcp: tcp, metricsPublic: metricsPublic), options: options, logger: logger,
+                onListening: { endpoint in
+                    // One line on stdout per listener, that scripts and tests wait for.
+                    switch endpoint {
+                    case .socket(let path): say("listening on unix://\(path)")
+                    case .tcp(let host, let port): say("listening on \(host):\(port)")
+                    }
                 })
         } catch let error as ServiceError {
+            fail(error.description)
+        } catch let error as ServerStartError {
             fail(error.description)
         }
     }

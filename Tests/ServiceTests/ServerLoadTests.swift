@@ -27,7 +27,8 @@ final class Shared<Value: Sendable>: Sendable {
     @Test func fiftyClientsForThirtySecondsGetAnswersOr432AndLeakNothing() async throws {
         let server = try await TestServer.start()
         let limit = 40
-        _ = try await server.deploy("loaded", image: "hello-web", ["concurrency": limit, "timeout": 30])
+        // Public: the load goes over TCP without signatures, as a browser's would.
+        _ = try await server.deploy("loaded", image: "hello-web", ["concurrency": limit, "timeout": 30, "public": true])
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)

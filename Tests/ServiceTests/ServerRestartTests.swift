@@ -36,7 +36,7 @@ import Testing
     @Test func killMinus9WithEventsQueuedLosesNone() async throws {
         let state = TestPaths.temporaryDirectory("restart")
         let witness = witnessDirectory()
-        var server = try TestServer.spawn(stateDir: state)
+        var server = try TestServer.spawn(stateDir: state, extraArguments: ["--allow-mount", witness])
         let spec: [String: Any] = [
             "type": "event", "timeout": 30, "concurrency": 4,
             "mounts": [["source": witness, "target": "/mnt/witness", "readOnly": false]],
@@ -64,7 +64,7 @@ import Testing
         let doneBeforeKill = runs(witness).count
         #expect(doneBeforeKill < total, "the kill came part-way")
 
-        server = try TestServer.spawn(stateDir: state)
+        server = try TestServer.spawn(stateDir: state, extraArguments: ["--allow-mount", witness])
         let deadline = ContinuousClock.now + .seconds(300)
         var events: [String: Int] = [:]
         while ContinuousClock.now < deadline {

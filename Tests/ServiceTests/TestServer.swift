@@ -10,60 +10,95 @@ import TestSupport
 @testable import Service
 
 /// A `faasbox serve` for one test: in this process (`start`) or as a child process of the built binary
-/// (`spawn`, for kill -9 and SIGTERM), on a free loopback port, with a state dir of its own.
+/// (`spawn`, for kill -9 and SIGTERM), with a state dir of its own, listening on a unix socket of its own and
+/// on a free loopback port (where every request must be signed; the server's state dir has one key for it).
 final class TestServer: Sendable {
+    /// The TCP listener's base URL (`http://127.0.0.1:PORT`).
     let url: String
+    /// The unix socket's path.
+    let socket: String
     let stateDir: String
+    /// A key that may sign requests on TCP.
+    let credential: CredentialStore.Credential
     /// The port it listens on (127.0.0.1).
     var port: Int { Int(url.split(separator: ":").last ?? "") ?? 0 }
     private let task: Task<Void, any Error>?
     let process: Process?
 
-    private init(url: String, stateDir: String, task: Task<Void, any Error>?, process: Process?) {
+    private init(
+        url: String, socket: String, stateDir: String, credential: CredentialStore.Credential, task: Task<Void, any Error>?,
+        process: Process?
+    ) {
         self.url = url
+        self.socket = socket
         self.stateDir = stateDir
+        self.credential = credential
         self.task = task
         self.process = process
     }
+
+    /// A socket path short enough for sun_path, beside (not in) the state dir.
+    static func socketPath() -> String { "/tmp/faasbox-test-\(UInt32.random(in: 0...UInt32.max)).sock" }
 
     static func start(stateDir: String = TestPaths.temporaryDirectory("serve"), options: FunctionService.Options = fast)
         async throws -> TestServer
     {
         let store = try ImageStore(root: stateDir)
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let credential = try CredentialStore(stateDir: stateDir).create()
+        let socket = socketPath()
+        let (endpoints, continuation) = AsyncStream<Server.Endpoint>.makeStream()
         var logger = Logger(label: "test.serve")
         logger.logLevel = .warning
         let task = Task {
             defer { continuation.finish() }
             try await Server.run(
-                store: store, host: "127.0.0.1", port: 0, options: options, logger: logger,
+                store: store, listeners: .init(socket: socket, tcp: ("127.0.0.1", 0)), options: options, logger: logger,
                 onListening: { continuation.yield($0) })
         }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else {
+        var port: Int?
+        var listening = false
+        for await endpoint in endpoints {
+            switch endpoint {
+            case .socket: listening = true
+            case .tcp(_, let bound): port = bound
+            }
+            if listening, port != nil { break }
+        }
+        guard let port, listening else {
             try await task.value
             throw TestServerError.didNotStart("the server ended before it listened")
         }
-        return TestServer(url: "http://127.0.0.1:\(port)", stateDir: stateDir, task: task, process: nil)
+        return TestServer(
+            url: "http://127.0.0.1:\(port)", socket: socket, stateDir: stateDir, credential: credential, task: task, process: nil)
     }
 
-    /// Options that make the timed parts of the service quick enough for tests.
+    /// Options that make the timed parts of the service quick enough for tests; the sample images' directory
+    /// is an image root.
     static var fast: FunctionService.Options {
         var options = FunctionService.Options()
         options.maintenanceInterval = .milliseconds(200)
         options.policy.retryBackoff = .milliseconds(50)
         options.policy.throttleBackoff = .milliseconds(20)
         options.shutdownGrace = .seconds(10)
+        options.host = HostPolicy(imageRoots: [TestPaths.imagesDirectory])
         return options
     }
 
-    /// Starts `.build/debug/faasbox serve` and waits for its "listening on" line; with `openFiles`, under
+    /// Starts `.build/debug/faasbox serve` and waits for its "listening on" lines; with `openFiles`, under
     /// those soft and hard limits on open descriptors (prlimit(1)).
     static func spawn(stateDir: String, extraArguments: [String] = [], openFiles: (soft: Int, hard: Int)? = nil) throws
         -> TestServer
     {
         let binary = "\(TestPaths.packageRoot)/.build/debug/faasbox"
-        let serve = ["serve", "--listen", "127.0.0.1:0", "--state-dir", stateDir, "--log-level", "warning"] + extraArguments
+        let socket = socketPath()
+        _ = try ImageStore(root: stateDir)
+        let credentials = CredentialStore(stateDir: stateDir)
+        let credential = try credentials.all().first ?? credentials.create()
+        let serve =
+            [
+                "serve", "--socket", socket, "--listen", "127.0.0.1:0", "--state-dir", stateDir, "--log-level", "warning",
+                "--image-root", TestPaths.imagesDirectory,
+            ] + extraArguments
         let process = Process()
         if let openFiles {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
@@ -76,13 +111,21 @@ final class TestServer: Sendable {
         process.standardOutput = out
         try process.run()
         var line: [UInt8] = []
+        var (listening, port) = (false, nil as Substring?)
         while true {
             let byte = out.fileHandleForReading.readData(ofLength: 1)
             guard let b = byte.first else { throw TestServerError.didNotStart("faasbox serve exited before it listened") }
             if b == UInt8(ascii: "\n") {
                 let text = String(decoding: line, as: UTF8.self)
-                if text.hasPrefix("listening on "), let port = text.split(separator: ":").last {
-                    return TestServer(url: "http://127.0.0.1:\(port)", stateDir: stateDir, task: nil, process: process)
+                if text.hasPrefix("listening on unix://") {
+                    listening = true
+                } else if text.hasPrefix("listening on "), let p = text.split(separator: ":").last {
+                    port = p
+                }
+                if listening, let port {
+                    return TestServer(
+                        url: "http://127.0.0.1:\(port)", socket: socket, stateDir: stateDir, credential: credential, task: nil,
+                        process: process)
                 }
                 line = []
             } else {
@@ -118,14 +161,55 @@ final class TestServer: Sendable {
         var array: [Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [Any] ?? [] }
     }
 
+    /// A request on the unix socket (no signature: who may open the socket is the file's mode).
     func call(
         _ method: HTTPMethod, _ path: String, body: String? = nil, headers: [(String, String)] = [],
         timeout: TimeAmount = .seconds(60)
     ) async throws -> Answer {
-        var request = HTTPClientRequest(url: url + path)
+        var request = HTTPClientRequest(url: URL(httpURLWithSocketPath: socket, uri: path)!.absoluteString)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let data = try await response.body.collect(upTo: 16 << 20)
+        return Answer(status: Int(response.status.code), headers: response.headers, body: Array(buffer: data))
+    }
+
+    /// How a request on TCP is signed.
+    enum Signing {
+        case none
+        /// With this key; `timestamp` nil is now, `tamper` changes the body after signing.
+        case key(id: String, secret: String, timestamp: Int? = nil, tamper: Bool = false)
+    }
+
+    /// The test server's own key.
+    var signed: Signing { .key(id: credential.SecretId, secret: credential.SecretKey) }
+
+    /// A request on the TCP listener, signed as `signing` says (TC3-HMAC-SHA256 over content-type and host).
+    func callTCP(
+        _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, signing: Signing, headers: [(String, String)] = [],
+        contentType: String = "application/json", timeout: TimeAmount = .seconds(60)
+    ) async throws -> Answer {
+        var request = HTTPClientRequest(url: url + path)
+        request.method = method
+        let host = "127.0.0.1:\(port)"
+        request.headers.add(name: "Host", value: host)
+        request.headers.add(name: "Content-Type", value: contentType)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        var sent = body ?? []
+        if case .key(let id, let secret, let timestamp, let tamper) = signing {
+            let (pathPart, query) =
+                path.firstIndex(of: "?").map { (String(path[..<$0]), String(path[path.index(after: $0)...])) } ?? (path, "")
+            let ts = timestamp ?? Int(Date().timeIntervalSince1970)
+            let toSign = TC3Signature.Request(
+                method: method.rawValue, path: pathPart, query: query, headers: [("content-type", contentType), ("host", host)],
+                payloadHash: headers.first { $0.0.lowercased() == "x-tc-content-sha256" }?.1 ?? TC3Signature.sha256Hex(sent))
+            request.headers.add(name: "X-TC-Timestamp", value: "\(ts)")
+            request.headers.add(
+                name: "Authorization", value: TC3Signature.authorization(toSign, timestamp: ts, secretID: id, secretKey: secret))
+            if tamper { sent = Array("{\"tampered\": true}".utf8) }
+        }
+        if body != nil || !sent.isEmpty { request.body = .bytes(ByteBuffer(bytes: sent)) }
         let response = try await HTTPClient.shared.execute(request, timeout: timeout)
         let data = try await response.body.collect(upTo: 16 << 20)
         return Answer(status: Int(response.status.code), headers: response.headers, body: Array(buffer: data))

@@ -28,7 +28,7 @@ import Testing
                 "GET /functions HTTP/1.1\r\nHost: t\r\n\r\n",
                 "GET /web/ka/third HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
             ]
-            let answer = try RawConnection.exchange(port: server.port, requests.joined())
+            let answer = try RawConnection.exchange(socket: server.socket, requests.joined())
             let responses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst()
             #expect(responses.count == 5, "\(answer)")
             let expected = [
@@ -70,7 +70,7 @@ import Testing
         try await withServer { server in
             _ = try await server.deploy("ka", image: "hello-keepalive")
             let answer = try RawConnection.exchange(
-                port: server.port,
+                socket: server.socket,
                 "POST /web/ka/up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n"
                     + "Connection: close\r\n\r\nhello")
             #expect(answer.hasPrefix("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"), "\(answer)")
@@ -82,11 +82,11 @@ import Testing
         try await withServer { server in
             _ = try await server.deploy("ka", image: "hello-keepalive")
             // RawConnection.exchange reads until the server closes: a server that kept these open would time out.
-            let old = try RawConnection.exchange(port: server.port, "GET /web/ka/old HTTP/1.0\r\n\r\n")
+            let old = try RawConnection.exchange(socket: server.socket, "GET /web/ka/old HTTP/1.0\r\n\r\n")
             #expect(old.hasPrefix("HTTP/1.0 200"), "\(old)")
             #expect(old.contains("path: /old"))
             let closing = try RawConnection.exchange(
-                port: server.port, "GET /web/ka/bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                socket: server.socket, "GET /web/ka/bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             #expect(closing.hasPrefix("HTTP/1.1 200") && closing.contains("path: /bye"), "\(closing)")
         }
     }
@@ -95,7 +95,7 @@ import Testing
         try await withServer { server in
             _ = try await server.deploy("ka", image: "hello-keepalive")
             let missing = try RawConnection.exchange(
-                port: server.port, "GET /web/nosuch/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                socket: server.socket, "GET /web/nosuch/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             #expect(missing.hasPrefix("HTTP/1.1 404"), "\(missing)")
             #expect(missing.contains(#""Code":"ResourceNotFound.Function""#), "\(missing)")
 
@@ -104,20 +104,20 @@ import Testing
             let big =
                 "POST /web/ka/upload HTTP/1.1\r\nHost: t\r\nContent-Length: \(size)\r\n\r\n"
                 + String(repeating: "x", count: size)
-            let refused = try RawConnection.exchange(port: server.port, big)
+            let refused = try RawConnection.exchange(socket: server.socket, big)
             #expect(refused.hasPrefix("HTTP/1.1 406"), "\(refused.prefix(300))")
             #expect(refused.contains(#""Code":"requestTooLarge""#), "\(refused.prefix(300))")
             #expect(refused.lowercased().contains("connection: close"), "\(refused.prefix(300))")
 
             // Declared too large, the request is refused before its body is read; the rest of it is dropped.
             let declared = try RawConnection.exchange(
-                port: server.port,
+                socket: server.socket,
                 "POST /web/ka/upload HTTP/1.1\r\nHost: t\r\nContent-Length: \(size)\r\n\r\n"
                     + String(repeating: "y", count: 100_000))
             #expect(declared.hasPrefix("HTTP/1.1 406") && declared.contains(#""Code":"requestTooLarge""#), "\(declared)")
 
             let noName = try RawConnection.exchange(
-                port: server.port, "GET /web/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                socket: server.socket, "GET /web/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             #expect(noName.hasPrefix("HTTP/1.1 404"), "no function named: the router's 404 \(noName)")
             let after = try await server.call(.GET, "/web/ka/still")
             #expect(after.status == 200 && after.text.contains("path: /still"))
@@ -135,8 +135,6 @@ enum RawConnection {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -147,6 +145,31 @@ enum RawConnection {
             }
         }
         guard connected == 0 else { throw Failure(description: "connect: errno \(errno)") }
+        return try exchange(fd, request)
+    }
+
+    /// The same over the unix socket at `socket`.
+    static func exchange(socket path: String, _ request: String) throws -> String {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8.prefix(raw.count - 1))
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw Failure(description: "connect \(path): errno \(errno)") }
+        return try exchange(fd, request)
+    }
+
+    private static func exchange(_ fd: CInt, _ request: String) throws -> String {
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let bytes = Array(request.utf8)
         var sent = 0
         while sent < bytes.count {

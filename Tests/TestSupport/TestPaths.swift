@@ -11,8 +11,11 @@ public enum TestPaths {
 
     /// A sample image built by scripts/build-images.
     public static func sampleImage(_ name: String) -> String {
-        "\(packageRoot)/build/images/\(name).tar"
+        "\(imagesDirectory)/\(name).tar"
     }
+
+    /// Where scripts/build-images writes the sample images.
+    public static var imagesDirectory: String { "\(packageRoot)/build/images" }
 
     /// A new empty directory under /tmp (same filesystem as the store, so overlay works).
     public static func temporaryDirectory(_ label: String = "test") -> String {
@@ -28,5 +31,25 @@ public enum TestPaths {
             let fields = line.split(separator: " ")
             return fields.count > 4 && fields[4].contains(fragment) ? String(fields[4]) : nil
         }
+    }
+}
+
+extension TestPaths {
+    /// Runs a program to its end; its exit status and its stdout and stderr together. `environment` is added
+    /// to this process's.
+    public static func run(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws
+        -> (status: Int32, output: String)
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
