@@ -94,14 +94,29 @@ extension FunctionInstance {
     }
 
     /// Serves the runtime API for an event function: on 127.0.0.1:9001 in a network namespace made for the
-    /// instance now (so that it listens before the bootstrap starts), or on a free host port with host networking.
+    /// instance now (so that it listens before the bootstrap starts), or on a free host port with host
+    /// networking — where only the instance's own processes are answered (any host process could connect:
+    /// it would take the function's events and answer them).
     private static func startRuntimeAPI(
         _ spec: inout SandboxSpec, config: FunctionConfig, output: OutputCollector, group: EventLoopGroup
     ) async throws -> RuntimeAPIServer {
         let listener: OwnedFileDescriptor
         var port = RuntimeAPIServer.port
+        var admit: (@Sendable (UInt16, UInt16) -> Bool)?
         if config.hostNetwork {
             (listener, port) = try NetworkNamespace.listenOnHost()
+            let instance = spec.instanceID
+            admit = { peer, local in
+                let own = LoopbackPeer.isHeld(
+                    peerPort: peer, localPort: local, by: CgroupHost.current.processes(ofInstance: instance))
+                if !own {
+                    output.append(
+                        .init(
+                            stream: .stderr,
+                            text: "faasbox: runtime API: refused a connection from 127.0.0.1:\(peer), not the instance's"))
+                }
+                return own
+            }
         } else {
             let netns = try NetworkNamespace()
             listener = try netns.listen(port: port)
@@ -109,7 +124,7 @@ extension FunctionInstance {
         }
         spec.environment += ["SCF_RUNTIME_API=127.0.0.1", "SCF_RUNTIME_API_PORT=\(port)"]
         let api = RuntimeAPI { message in output.append(.init(stream: .stderr, text: "faasbox: \(message)")) }
-        return try await RuntimeAPIServer.start(api, listener: listener, group: group)
+        return try await RuntimeAPIServer.start(api, listener: listener, group: group, admit: admit)
     }
 
     /// The function's config as the sandbox takes it: the one place Bootstrap's values become Sandbox's.

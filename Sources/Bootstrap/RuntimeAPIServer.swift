@@ -19,13 +19,25 @@ final class RuntimeAPIServer: Sendable {
         self.channel = channel
     }
 
-    /// Starts serving on `listener` (a bound, listening TCP socket; the server takes a duplicate of it).
-    static func start(_ api: RuntimeAPI, listener: OwnedFileDescriptor, group: EventLoopGroup) async throws -> RuntimeAPIServer {
+    /// Starts serving on `listener` (a bound, listening TCP socket; the server takes a duplicate of it). With
+    /// `admit`, a connection is closed at once unless `admit(peer port, local port)` says it is the instance's
+    /// (on the host's loopback, where any host process could connect).
+    static func start(
+        _ api: RuntimeAPI, listener: OwnedFileDescriptor, group: EventLoopGroup,
+        admit: (@Sendable (_ peerPort: UInt16, _ localPort: UInt16) -> Bool)? = nil
+    ) async throws -> RuntimeAPIServer {
         let fd = fcntl(listener.rawValue, F_DUPFD_CLOEXEC, 0)
         if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
         let channel = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                if let admit {
+                    let peer = channel.remoteAddress?.port.flatMap { UInt16(exactly: $0) }
+                    let local = channel.localAddress?.port.flatMap { UInt16(exactly: $0) }
+                    guard let peer, let local, admit(peer, local) else {
+                        return channel.eventLoop.makeFailedFuture(RuntimeAPIServer.Refused())
+                    }
+                }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(RuntimeAPIHandler(api: api))
                 }
@@ -33,6 +45,9 @@ final class RuntimeAPIServer: Sendable {
             .withBoundSocket(fd).get()
         return RuntimeAPIServer(api: api, channel: channel)
     }
+
+    /// A connection from outside the instance (closed unanswered).
+    struct Refused: Error {}
 
     /// Stops listening and closes every connection (the API itself is closed by the caller).
     func stop() async {

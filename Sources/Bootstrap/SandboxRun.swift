@@ -11,6 +11,9 @@ public enum SandboxRun {
         /// The sandbox's memory limit (by default the contract's).
         public var memoryMB = SCFContract.defaultMemoryMB
         public var userNamespace: FunctionConfig.UserNamespace?
+        /// Run as root in the image (uid and gid 0): as a function whose image's User is root, in a user
+        /// namespace (`userNamespace`, or the default range).
+        public var asRoot = false
         /// Collect what the program writes to stdout (else it is left unread).
         public var captureStdout = false
         public init() {}
@@ -38,6 +41,10 @@ public enum SandboxRun {
         var spec = SandboxSpec(rootfs: rootfs.path, arguments: program, environment: options.environment, instanceID: name)
         spec.limits.memoryBytes = Int64(options.memoryMB) << 20
         spec.userNamespace = options.userNamespace?.sandbox
+        if options.asRoot {
+            spec.user = .root
+            spec.userNamespace = (options.userNamespace ?? .default).sandbox
+        }
         let clock = ContinuousClock()
         let begin = clock.now
         let process = try await Sandbox.spawn(spec)

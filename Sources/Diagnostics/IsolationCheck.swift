@@ -19,7 +19,7 @@ public enum IsolationCheck {
 
     /// Runs the probe image; throws only when it cannot be run at all.
     public static func run(
-        probeImage: String, store: ImageStore, userNamespace: FunctionConfig.UserNamespace? = nil
+        probeImage: String, store: ImageStore, userNamespace: FunctionConfig.UserNamespace? = nil, asRoot: Bool = false
     ) async throws -> [Verdict] {
         let image = try await store.pull(probeImage)
         let id = "isolation-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -35,6 +35,7 @@ public enum IsolationCheck {
         // 512 MB of /tmp before its memory bomb meets the limit.
         options.memoryMB = 768
         options.userNamespace = userNamespace
+        options.asRoot = asRoot
         options.captureStdout = true
         let run = try await SandboxRun.run(
             image.config.config?.entrypoint ?? ["/probe"], image: image, store: store, name: id, options: options)

@@ -14,6 +14,9 @@ struct Doctor: AsyncParsableCommand {
     @Flag(help: "With --isolation: run the probe in a user namespace of its own (ids 0-65535 → host 100000-165535).")
     var userns = false
 
+    @Flag(help: "With --isolation: run the probe as root in the image (uid 0), as a function whose image's User is root.")
+    var asRoot = false
+
     @Option(help: "The isolation probe image (scripts/build-images builds it).")
     var probeImage = "build/images/isolation-probe.tar"
 
@@ -45,7 +48,7 @@ struct Doctor: AsyncParsableCommand {
         let verdicts: [IsolationCheck.Verdict]
         do {
             verdicts = try await IsolationCheck.run(
-                probeImage: probeImage, store: state.openStore(), userNamespace: userns ? .default : nil)
+                probeImage: probeImage, store: state.openStore(), userNamespace: userns ? .default : nil, asRoot: asRoot)
         } catch { fail("the isolation probe could not run: \(error)") }
         for verdict in verdicts { print(verdict) }
         let broken = verdicts.filter { !$0.held }.count

@@ -145,6 +145,37 @@ import Testing
         await instance.stop()
     }
 
+    /// With host networking the runtime API listens on a host port any local process could reach: only the
+    /// instance's own processes are answered, so no one else can take its events or answer for it.
+    @Test func withHostNetworkingOnlyTheInstanceReachesItsRuntimeAPI() async throws {
+        var config = config()
+        config.hostNetwork = true
+        let instance = try await FunctionInstance.coldStart(
+            image: TestPaths.sampleImage("hello-runtime"), store: try ImageStore(root: state), config: config)
+        #expect(instance.protocolKind == .runtimeAPI, "the instance itself got through: \(instance.output.text)")
+        let announced = try #require(instance.output.text.firstMatch(of: /runtime API 127\.0\.0\.1:(\d+)/))
+        let port = try #require(UInt16(announced.1))
+
+        // A host process asks for the next invocation: its connection is closed unanswered.
+        let intruder = OwnedFileDescriptor(rawValue: Glibc.socket(AF_INET, CInt(SOCK_STREAM.rawValue), 0))
+        try LoopbackSocket.connect(intruder, port: port)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(intruder.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let request = Array("GET /runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(intruder.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let response = try await instance.invokeEvent(Array(#"{"n":1}"#.utf8), requestID: "own", timeout: .seconds(30))
+        #expect(response.bodyText.contains(#""requestId":"own""#), "the function, not the intruder, got it: \(response.bodyText)")
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let got = buffer.withUnsafeMutableBytes { recv(intruder.rawValue, $0.baseAddress, $0.count, 0) }
+        let error = errno
+        #expect(
+            got == 0 || (got < 0 && error == ECONNRESET),
+            "closed (errno \(error)) without an answer (got \(got) bytes: \(String(decoding: buffer.prefix(max(got, 0)), as: UTF8.self)))"
+        )
+        #expect(instance.output.text.contains("refused a connection from 127.0.0.1:"), "\(instance.output.text)")
+        await instance.stop()
+    }
+
     private func config() -> FunctionConfig {
         var config = FunctionConfig(name: "hello-runtime")
         config.kind = .event

@@ -75,8 +75,8 @@ import Testing
                 ("malformed", .none, [("Authorization", "Bearer x")], "AuthFailure.InvalidAuthorization"),
                 ("wrong key", .key(id: id, secret: "not-the-key"), [], "AuthFailure.SignatureFailure"),
                 ("unknown id", .key(id: "AKIDunknown", secret: secret), [], "AuthFailure.SecretIdNotFound"),
-                ("stale", .key(id: id, secret: secret, timestamp: now - 301), [], "AuthFailure.SignatureExpire"),
-                ("from the future", .key(id: id, secret: secret, timestamp: now + 301), [], "AuthFailure.SignatureExpire"),
+                ("stale", .key(id: id, secret: secret, timestamp: now - 330), [], "AuthFailure.SignatureExpire"),
+                ("from the future", .key(id: id, secret: secret, timestamp: now + 330), [], "AuthFailure.SignatureExpire"),
                 ("body swapped", .key(id: id, secret: secret, tamper: true), [], "AuthFailure.SignatureFailure"),
             ]
             for (what, signing, headers, code) in cases {

@@ -75,7 +75,20 @@ static void check_status(void) {
     result(strcmp(v, "2") == 0, "seccomp in filter mode", v);
     char uid[64];
     status_field("Uid", uid, sizeof uid);
-    result(getuid() != 0, "non-root user", uid);
+    if (getuid() != 0) {
+        result(1, "not host root", uid);
+    } else {
+        // Root inside: held only in a user namespace whose 0 is an unprivileged host id.
+        unsigned long inside = 1, outside = 0, count = 0;
+        FILE *map = fopen("/proc/self/uid_map", "r");
+        if (map) {
+            if (fscanf(map, "%lu %lu %lu", &inside, &outside, &count) != 3) inside = 1;
+            fclose(map);
+        }
+        char detail[128];
+        snprintf(detail, sizeof detail, "uid 0 inside is host uid %lu (%lu ids mapped)", outside, count);
+        result(inside == 0 && outside != 0 && count < 4294967295UL, "not host root", detail);
+    }
 }
 
 static void check_pid_namespace(void) {
@@ -145,6 +158,10 @@ static void check_network(void) {
     close(s);
     s = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
     denied("raw sockets denied", s, errno);
+    // vsock ignores network namespaces: on a VM guest the host is one connect away.
+    denied("vsock sockets denied", socket(40 /* AF_VSOCK */, SOCK_STREAM, 0), errno);
+    denied("packet sockets denied", socket(17 /* AF_PACKET */, SOCK_RAW, 0), errno);
+    denied("AF_ALG sockets denied", socket(38 /* AF_ALG */, SOCK_SEQPACKET, 0), errno);
 }
 
 static void check_syscalls(void) {
@@ -172,6 +189,10 @@ static void check_syscalls(void) {
     denied("swapon denied", syscall(SYS_swapon, "/tmp/swap", 0), errno);
     denied("reboot denied", syscall(SYS_reboot, 0xfee1dead, 672274793, 0x4321fedc, NULL), errno);
     denied("personality ADDR_NO_RANDOMIZE denied", syscall(SYS_personality, 0x0040000), errno);
+    denied("ptrace denied", syscall(SYS_ptrace, 16 /* PTRACE_ATTACH */, 1, 0, 0), errno);
+    denied("userfaultfd denied", syscall(SYS_userfaultfd, 0), errno);
+    denied("io_uring denied", syscall(425 /* io_uring_setup */, 1, NULL), errno);
+    denied("open_by_handle_at denied", syscall(SYS_open_by_handle_at, -1, NULL, 0), errno);
 }
 
 static void check_fork_bomb(void) {
