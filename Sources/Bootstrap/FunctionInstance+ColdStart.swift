@@ -20,6 +20,9 @@ extension FunctionInstance {
         var timings = PhaseTimings()
         let id = "fb-" + String(UInt64.random(in: 1 << 60...UInt64.max), radix: 16)
 
+        // The seccomp filter compiles on the other core while the image is pulled (once per profile and process).
+        let profile = config.seccomp?.profile
+        let seccompReady = Task.detached { try? Sandbox.prepareSeccomp(profile) }
         let image: PulledImage
         let rootfs: InstanceRootfs
         do {
@@ -39,6 +42,9 @@ extension FunctionInstance {
                 spec.environment.append("\(SCFContract.jobEventVariable)=\(event)")
             }
             let spawnStart = clock.now
+            await seccompReady.value  // what is left of the filter's compile is InitRuntime's
+            // Part of InitRuntime, as the user namespace is.
+            try mapRootfsOwners(spec, rootfs: rootfs, image: image, store: store)
             if config.kind == .event {
                 runtimeServer = try await startRuntimeAPI(&spec, config: config, output: output, group: group)
             }
@@ -125,6 +131,13 @@ extension FunctionInstance {
         spec.environment += ["SCF_RUNTIME_API=127.0.0.1", "SCF_RUNTIME_API_PORT=\(port)"]
         let api = RuntimeAPI { message in output.append(.init(stream: .stderr, text: "faasbox: \(message)")) }
         return try await RuntimeAPIServer.start(api, listener: listener, group: group, admit: admit)
+    }
+
+    /// With a user namespace, the image's files (stored as host root's) read as its root's inside.
+    static func mapRootfsOwners(_ spec: SandboxSpec, rootfs: InstanceRootfs, image: PulledImage, store: ImageStore) throws {
+        guard let userNamespace = spec.userNamespace else { return }
+        let idMap = RootfsIDMap(userNamespace: try userNamespace.descriptor(), hostRoot: userNamespace.hostID)
+        do { try store.mapOwners(of: rootfs, image: image, to: idMap) } catch { throw BootstrapError.image(error) }
     }
 
     /// The function's config as the sandbox takes it: the one place Bootstrap's values become Sandbox's.

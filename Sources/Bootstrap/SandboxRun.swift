@@ -47,6 +47,7 @@ public enum SandboxRun {
         }
         let clock = ContinuousClock()
         let begin = clock.now
+        try FunctionInstance.mapRootfsOwners(spec, rootfs: rootfs, image: image, store: store)
         let process = try await Sandbox.spawn(spec)
         let initRuntime = clock.now - begin
         var stdout: [UInt8] = []

@@ -92,3 +92,20 @@ int fb_mount_setattr_recursive(int fd, uint64_t attr_set) {
     long r = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, attr, sizeof attr);
     return r < 0 ? -errno : 0;
 }
+
+int fb_open_tree_idmapped(const char *path, int userns_fd) {
+    long fd = syscall(SYS_open_tree, AT_FDCWD, path, 1 | O_CLOEXEC);  // OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+    if (fd < 0) return -errno;
+    uint64_t attr[4] = {0x00100000, 0, 0, (uint64_t)userns_fd};  // MOUNT_ATTR_IDMAP
+    if (syscall(SYS_mount_setattr, (int)fd, "", AT_EMPTY_PATH, attr, sizeof attr) < 0) {
+        int e = errno;
+        close((int)fd);
+        return -e;
+    }
+    return (int)fd;
+}
+
+int fb_move_mount_to(int fd, const char *path) {
+    long r = syscall(SYS_move_mount, fd, "", AT_FDCWD, path, 0x00000004);  // MOVE_MOUNT_F_EMPTY_PATH
+    return r < 0 ? -errno : 0;
+}

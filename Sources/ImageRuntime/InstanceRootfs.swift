@@ -51,15 +51,7 @@ public final class InstanceRootfs: Sendable {
                 try HardlinkFarm.apply(image.layers.map(\.path), into: rootfs.path)
                 return rootfs
             }
-            // overlayfs lists the top layer first.
-            let lower = image.layers.reversed().map { escape($0.path) }.joined(separator: ":")
-            let options = "lowerdir=\(lower),upperdir=\(escape(directory + "/upper")),workdir=\(escape(directory + "/work"))"
-            if options.utf8.count >= 4096 {
-                throw ImageError.limitExceeded("\(image.layers.count) layers: overlay options exceed a page")
-            }
-            if mount("overlay", rootfs.path, "overlay", UInt(MS_NODEV), options) != 0 {
-                throw SystemCallError.current("mount(overlay)", path: rootfs.path)
-            }
+            try mountOverlay(image.layers.map(\.path), rootfs: rootfs)
         } catch let error as SystemCallError {
             rootfs.remove()
             throw .system(error)
@@ -71,6 +63,49 @@ public final class InstanceRootfs: Sendable {
             throw .malformed(what: "rootfs", reason: "\(error)")
         }
         return rootfs
+    }
+
+    /// The overlay of `layers` (bottom first; their paths as given) at `rootfs.path`, over its upper and work.
+    private static func mountOverlay(_ layers: [String], rootfs: InstanceRootfs) throws(ImageError) {
+        // overlayfs lists the top layer first.
+        let lower = layers.reversed().map { escape($0) }.joined(separator: ":")
+        let options =
+            "lowerdir=\(lower),upperdir=\(escape(rootfs.directory + "/upper")),workdir=\(escape(rootfs.directory + "/work"))"
+        if options.utf8.count >= 4096 {
+            throw ImageError.limitExceeded("\(layers.count) layers: overlay options exceed a page")
+        }
+        if mount("overlay", rootfs.path, "overlay", UInt(MS_NODEV), options) != 0 {
+            throw .system(.current("mount(overlay)", path: rootfs.path))
+        }
+    }
+
+    /// Makes the rootfs's files read as owned by `idMap`'s ids: the overlay mounted again over idmapped views of
+    /// the stored layers (one idmapped mount of `layersRoot`, which holds them all), its upper directory owned
+    /// by the mapped root, so what root inside writes is stored as that host id; a hard-link farm is covered by
+    /// an idmapped mount of itself. Call before anything runs in the rootfs.
+    func mapOwners(layers: [String], layersRoot: String, to idMap: RootfsIDMap, mode: RootfsMode = .current)
+        throws(ImageError)
+    {
+        do throws(SystemCallError) {
+            if mode == .hardlinkFarm {
+                try DetachedMount.attach(DetachedMount.idmapped(path, userNamespace: idMap.userNamespace), at: path)
+                return
+            }
+            if let outside = layers.first(where: { !$0.hasPrefix(layersRoot + "/") }) {
+                throw SystemCallError("idmapped layers", path: outside, errno: .invalidArgument)
+            }
+            if chown(directory + "/upper", idMap.hostRoot, idMap.hostRoot) != 0 {
+                throw .current("chown", path: directory + "/upper")
+            }
+        } catch {
+            throw .system(error)
+        }
+        let view: OwnedFileDescriptor
+        do { view = try DetachedMount.idmapped(layersRoot, userNamespace: idMap.userNamespace) } catch { throw .system(error) }
+        if umount2(path, Int32(MNT_DETACH)) != 0 { throw .system(.current("umount2", path: path)) }
+        // The overlay resolves each /proc/self/fd/N/… path when it is mounted, and holds the layers from then on.
+        let prefix = "/proc/self/fd/\(view.rawValue)/"
+        try Self.mountOverlay(layers.map { prefix + $0.dropFirst(layersRoot.count + 1) }, rootfs: self)
     }
 
     /// Unmounts the overlay and deletes the instance's directory. Safe to call more than once.
@@ -90,7 +125,24 @@ public final class InstanceRootfs: Sendable {
     }
 }
 
+/// How an instance's rootfs maps file owners: a user namespace (held by its descriptor; the sandbox makes it)
+/// whose mapping applies to the stored layers, and the host id its root maps to.
+public struct RootfsIDMap: Sendable {
+    public let userNamespace: OwnedFileDescriptor
+    public let hostRoot: UInt32
+    public init(userNamespace: OwnedFileDescriptor, hostRoot: UInt32) {
+        self.userNamespace = userNamespace
+        self.hostRoot = hostRoot
+    }
+}
+
 extension ImageStore {
+    /// Makes `rootfs` (just composed for `image`, nothing run in it yet) read as owned by `idMap`'s ids inside:
+    /// the image's files, stored as owned by host root, belong to the function's root.
+    public func mapOwners(of rootfs: InstanceRootfs, image: PulledImage, to idMap: RootfsIDMap) throws(ImageError) {
+        try rootfs.mapOwners(layers: image.layers.map(\.path), layersRoot: paths.layers, to: idMap)
+    }
+
     /// The directory an instance's rootfs lives in.
     public func instanceDirectory(_ id: String) -> String { paths.instance(id) }
 

@@ -118,6 +118,23 @@ public enum DetachedMount {
         return OwnedFileDescriptor(rawValue: fd)
     }
 
+    /// The mount at `path` (without the mounts below it), detached and idmapped with the mapping of the user
+    /// namespace `userNamespace` (MOUNT_ATTR_IDMAP): its files show as owned by the ids that mapping gives
+    /// their stored owners, and files made through it are stored with the ids mapped back.
+    public static func idmapped(_ path: String, userNamespace: OwnedFileDescriptor) throws(SystemCallError)
+        -> OwnedFileDescriptor
+    {
+        let fd = fb_open_tree_idmapped(path, userNamespace.rawValue)
+        if fd < 0 { throw .negated("open_tree/mount_setattr(MOUNT_ATTR_IDMAP)", path: path, fd) }
+        return OwnedFileDescriptor(rawValue: fd)
+    }
+
+    /// Attaches a detached tree at `path` (move_mount), over whatever is mounted there.
+    public static func attach(_ tree: OwnedFileDescriptor, at path: String) throws(SystemCallError) {
+        let rc = fb_move_mount_to(tree.rawValue, path)
+        if rc < 0 { throw .negated("move_mount", path: path, rc) }
+    }
+
     /// Sets MOUNT_ATTR_* `flags` on every mount of the tree.
     public static func setAttributes(_ tree: OwnedFileDescriptor, _ flags: UInt64, path: String) throws(SystemCallError) {
         let rc = fb_mount_setattr_recursive(tree.rawValue, flags)

@@ -122,6 +122,12 @@ int fb_socket_in_netns(int pidfd, int domain, int type);
 /// Returns a descriptor of the namespace or -errno.
 int fb_netns_create(void);
 
+/// Creates a user namespace whose uid_map and gid_map are both map_line ("0 HOST COUNT\n"), held by the returned
+/// descriptor (close-on-exec) or -errno. A helper shares our memory (CLONE_VM, its own small stack), unshares
+/// nothing else and exits once the maps are written and its namespace opened: the calling process may have
+/// threads, which unshare(CLONE_NEWUSER) refuses.
+int fb_userns_create(const char *map_line);
+
 /// Brings up lo in the calling thread's network namespace. 0 or -1 with errno.
 int fb_loopback_up(void);
 

@@ -45,4 +45,12 @@ int fb_open_tree_clone(int fd);
 /// mount_setattr(fd, "", AT_RECURSIVE) setting MOUNT_ATTR_* flags on the tree at fd. Returns 0 or -errno.
 int fb_mount_setattr_recursive(int fd, uint64_t attr_set);
 
+/// open_tree(AT_FDCWD, path, OPEN_TREE_CLONE) of one mount (no submounts), then mount_setattr with
+/// MOUNT_ATTR_IDMAP and userns_fd: the detached tree shows files with the ids of that user namespace's mapping.
+/// Returns the tree's fd (close-on-exec) or -errno.
+int fb_open_tree_idmapped(const char *path, int userns_fd);
+
+/// move_mount(fd, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH): attaches a detached tree at path. 0 or -errno.
+int fb_move_mount_to(int fd, const char *path);
+
 #endif
