@@ -93,6 +93,7 @@ extension FunctionInstance {
         let process = self.process
         let status = try await bounded(by: timeout) { await process.wait() }
         await output.waitForEOF()
+        output.readRemaining()  // a busy reader thread may not have come to this instance's pipes yet
         if let oom = oomFailure { throw oom }
         if status != .exited(0) { throw .jobFailed(status, output: output.text) }
     }

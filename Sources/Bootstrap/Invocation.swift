@@ -36,7 +36,9 @@ public struct Event: Sendable, Equatable {
 
     /// The largest event of `kind` delivered so.
     public static func limit(kind: FunctionConfig.Kind, delivery: Delivery) -> Int {
-        if kind == .job { return SCFContract.maxJobEventBytes }
+        // A job's event travels as one environment string, and execve(2) takes at most MAX_ARG_STRLEN (128 KB)
+        // for it counting `SCF_CUSTOM_CONTAINER_EVENT=` and the NUL that ends it.
+        if kind == .job { return SCFContract.maxJobEventBytes - SCFContract.jobEventVariable.utf8.count - 2 }
         return delivery == .sync ? SCFContract.maxSyncPayloadBytes : SCFContract.maxAsyncPayloadBytes
     }
 

@@ -26,22 +26,49 @@ public final class OutputCollector: Sendable {
         var last: String?
     }
 
-    /// A pipe's read end (non-blocking) and the part of a line read so far; nil once it reached EOF.
+    /// A pipe's read end (non-blocking) and the part of a line read so far; nil once it reached EOF. Past
+    /// `maxLineBytes`, the line so far is kept, cut, and the rest of it (up to its newline) is dropped.
     private struct Pipe {
         let stream: Line.Stream
         var fd: CInt?
         var pending: [UInt8] = []
+        var droppingRestOfLine = false
     }
 
-    private let lines = Mutex<[Line]>([])
+    /// The kept lines and their bytes, bounded by `maxLines` and `maxBytes`.
+    private struct Kept {
+        var lines: [Line] = []
+        var bytes = 0
+    }
+
+    private let kept = Mutex(Kept())
     private let attribution = Mutex(Attribution())
     /// Reads of the pipes happen under this lock (by the reader thread or by `end`).
     private let pipes = Mutex<[Pipe]>([])
     private let maxLines: Int
+    private let maxBytes: Int
+    private let maxLineBytes: Int
     private let closedStreams = Atomic<Int>(0)
 
-    /// `maxLines`: at most this many lines are kept; past it the oldest go.
-    public init(maxLines: Int = 10_000) { self.maxLines = max(1, maxLines) }
+    /// At most `maxLines` lines and `maxBytes` bytes are kept (past either the oldest go); a line longer than
+    /// `maxLineBytes` is cut there.
+    public init(
+        maxLines: Int = SCFContract.maxInstanceOutputLines, maxBytes: Int = SCFContract.maxInstanceOutputBytes,
+        maxLineBytes: Int = SCFContract.maxOutputLineBytes
+    ) {
+        self.maxLines = max(1, maxLines)
+        self.maxBytes = max(1, maxBytes)
+        self.maxLineBytes = max(1, maxLineBytes)
+    }
+
+    /// A line's text: invalid UTF-8 and NUL (which would end the line in the log store's C strings) read as U+FFFD.
+    static func text<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
+        if !bytes.contains(0) { return String(decoding: bytes, as: UTF8.self) }
+        return String(decoding: bytes.map { $0 == 0 ? 0xFF : $0 }, as: UTF8.self)
+    }
+
+    /// What takes the place of the rest of a line cut at `maxLineBytes`.
+    static func cutMarker(_ limit: Int) -> String { " [faasbox: line cut at \(limit) bytes]" }
 
     /// Starts reading both pipes; takes ownership of duplicates of their descriptors.
     func attach(stdout: OwnedFileDescriptor, stderr: OwnedFileDescriptor) throws {
@@ -60,29 +87,33 @@ public final class OutputCollector: Sendable {
         }
     }
 
-    /// Reads what pipe `index` holds now (up to EOF, which closes it); called by the reader thread when the
-    /// pipe is readable, and by `end`.
-    func drain(pipe index: Int) {
+    /// Reads what pipe `index` holds now (up to EOF, which closes it), at most `budget` bytes: the shared reader
+    /// thread takes 64 KB per wake-up (a function that writes without pause does not keep it from the other
+    /// instances' pipes: epoll is level-triggered and comes back), `end` what the pipe held when the function
+    /// answered (a pipe holds 64 KB).
+    func drain(pipe index: Int, budget: Int = 64 << 10) {
         pipes.withLock { pipes in
             guard let fd = pipes[index].fd else { return }
             // Not a zero-filled array: `end` calls this twice per invocation, and the pipes are usually empty.
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16384) { chunk in
-                drain(fd, into: &pipes[index], chunk)
+                drain(fd, into: &pipes[index], chunk, budget: budget)
             }
         }
     }
 
-    private func drain(_ fd: CInt, into pipe: inout Pipe, _ chunk: UnsafeMutableBufferPointer<UInt8>) {
-        while true {
-            let n = Syscall.retrying { read(fd, chunk.baseAddress, chunk.count) }
+    private func drain(_ fd: CInt, into pipe: inout Pipe, _ chunk: UnsafeMutableBufferPointer<UInt8>, budget: Int) {
+        var left = budget
+        while left > 0 {
+            let n = Syscall.retrying { read(fd, chunk.baseAddress, min(chunk.count, left)) }
             if n > 0 {
+                left -= n
                 split(UnsafeBufferPointer(rebasing: chunk[..<n]), into: &pipe)
                 if n < chunk.count { return }  // a pipe gives all it holds at once: it is empty now
             } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 return
             } else {  // EOF (or an error that ends the stream)
                 if !pipe.pending.isEmpty {
-                    append(Line(stream: pipe.stream, text: String(decoding: pipe.pending, as: UTF8.self)))
+                    append(Line(stream: pipe.stream, text: Self.text(pipe.pending)))
                     pipe.pending = []
                 }
                 OutputReader.shared.unwatch(fd)
@@ -97,27 +128,59 @@ public final class OutputCollector: Sendable {
     private func split(_ bytes: UnsafeBufferPointer<UInt8>, into pipe: inout Pipe) {
         var start = bytes.startIndex
         while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            let text: String
-            if pipe.pending.isEmpty {
-                text = String(decoding: bytes[start..<newline], as: UTF8.self)
+            if pipe.droppingRestOfLine {
+                pipe.droppingRestOfLine = false
+            } else if pipe.pending.isEmpty && newline - start <= maxLineBytes {
+                append(Line(stream: pipe.stream, text: Self.text(bytes[start..<newline])))
             } else {
-                pipe.pending.append(contentsOf: bytes[start..<newline])
-                text = String(decoding: pipe.pending, as: UTF8.self)
-                pipe.pending = []
+                keep(bytes[start..<newline], into: &pipe)
+                if !pipe.droppingRestOfLine { emitPending(&pipe) }
+                pipe.droppingRestOfLine = false
             }
-            append(Line(stream: pipe.stream, text: text))
             start = newline + 1
         }
-        pipe.pending.append(contentsOf: bytes[start...])
+        if !pipe.droppingRestOfLine { keep(bytes[start...], into: &pipe) }
+    }
+
+    /// Adds to the line in progress up to `maxLineBytes`; at the bound, the line is emitted cut and the rest
+    /// of it will be dropped.
+    private func keep(_ bytes: Slice<UnsafeBufferPointer<UInt8>>, into pipe: inout Pipe) {
+        let room = maxLineBytes - pipe.pending.count
+        if bytes.count <= room {
+            pipe.pending.append(contentsOf: bytes)
+            return
+        }
+        pipe.pending.append(contentsOf: bytes.prefix(room))
+        var text = Self.text(pipe.pending)
+        text += Self.cutMarker(maxLineBytes)
+        pipe.pending = []
+        pipe.droppingRestOfLine = true
+        append(Line(stream: pipe.stream, text: text))
+    }
+
+    private func emitPending(_ pipe: inout Pipe) {
+        append(Line(stream: pipe.stream, text: Self.text(pipe.pending)))
+        pipe.pending = []
     }
 
     func append(_ line: Line) {
         var line = line
         line.requestID = attribution.withLock { $0.active.last ?? $0.last }
-        lines.withLock {
-            $0.append(line)
-            // Keep the newest lines: drop a tenth of the oldest at a time, so appending stays cheap.
-            if $0.count > maxLines { $0.removeFirst($0.count - maxLines + maxLines / 10) }
+        kept.withLock { kept in
+            kept.lines.append(line)
+            kept.bytes += line.text.utf8.count
+            // Keep the newest lines: drop a tenth of the oldest at a time (by count or by bytes), so that
+            // appending stays cheap.
+            if kept.lines.count > maxLines || kept.bytes > maxBytes {
+                var drop = kept.lines.count > maxLines ? kept.lines.count - maxLines + maxLines / 10 : 0
+                var dropped = kept.lines.prefix(drop).reduce(0) { $0 + $1.text.utf8.count }
+                while drop < kept.lines.count - 1 && kept.bytes - dropped > maxBytes - maxBytes / 10 {
+                    dropped += kept.lines[drop].text.utf8.count
+                    drop += 1
+                }
+                kept.lines.removeFirst(drop)
+                kept.bytes -= dropped
+            }
         }
     }
 
@@ -125,9 +188,10 @@ public final class OutputCollector: Sendable {
     /// instance's buffer then holds only what no one has taken yet.
     public func take(for requestID: String, includingInit: Bool = false) -> [Line] {
         let belongs = { (line: Line) in line.requestID == requestID || (includingInit && line.requestID == nil) }
-        return lines.withLock { all in
-            let taken = all.filter(belongs)
-            all.removeAll(where: belongs)
+        return kept.withLock { kept in
+            let taken = kept.lines.filter(belongs)
+            kept.lines.removeAll(where: belongs)
+            kept.bytes -= taken.reduce(0) { $0 + $1.text.utf8.count }
             return taken
         }
     }
@@ -144,8 +208,14 @@ public final class OutputCollector: Sendable {
     /// read now, so that it is attributed to this invocation and not to the next one.
     func end(_ requestID: String) {
         let count = pipes.withLock { $0.count }
-        for index in 0..<count { drain(pipe: index) }
+        for index in 0..<count { drain(pipe: index, budget: 256 << 10) }
         attribution.withLock { $0.active.removeAll { $0 == requestID } }
+    }
+
+    /// Reads what the pipes still hold now (a job that exited: what the reader thread has not read yet).
+    func readRemaining() {
+        let count = pipes.withLock { $0.count }
+        for index in 0..<count { drain(pipe: index, budget: 1 << 20) }
     }
 
     /// The lines of one invocation (with `includingInit`, the instance's init output before them too).
@@ -154,7 +224,10 @@ public final class OutputCollector: Sendable {
     }
 
     /// Everything collected so far.
-    public var snapshot: [Line] { lines.withLock { $0 } }
+    public var snapshot: [Line] { kept.withLock { $0.lines } }
+
+    /// The bytes of the lines kept now.
+    public var keptBytes: Int { kept.withLock { $0.bytes } }
 
     /// The lines as text, one per line.
     public var text: String { snapshot.map(\.text).joined(separator: "\n") }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
@@ -11,6 +12,12 @@ import SystemSupport
 /// instance's network namespace (127.0.0.1:9001 there), with SwiftNIO.
 final class RuntimeAPIServer: Sendable {
     static let port: UInt16 = 9001
+    /// Connections open at once per instance (a runtime uses one or two): past it a connection is closed at
+    /// once. With the 6 MB body bound, what one instance's runtime API can hold is bounded (docs/limits.md).
+    static let maxConnections = 8
+    /// A request must arrive whole (head and body) within this of the connection's opening or of the previous
+    /// answer; a long poll (`invocation/next`) waits for faasbox, not for the client, and is not cut.
+    static let requestTimeout: TimeAmount = .seconds(30)
     let api: RuntimeAPI
     private let channel: Channel
 
@@ -24,12 +31,21 @@ final class RuntimeAPIServer: Sendable {
     /// (on the host's loopback, where any host process could connect).
     static func start(
         _ api: RuntimeAPI, listener: OwnedFileDescriptor, group: EventLoopGroup,
-        admit: (@Sendable (_ peerPort: UInt16, _ localPort: UInt16) -> Bool)? = nil
+        admit: (@Sendable (_ peerPort: UInt16, _ localPort: UInt16) -> Bool)? = nil,
+        maxConnections: Int = RuntimeAPIServer.maxConnections, requestTimeout: TimeAmount = RuntimeAPIServer.requestTimeout
     ) async throws -> RuntimeAPIServer {
         let fd = fcntl(listener.rawValue, F_DUPFD_CLOEXEC, 0)
         if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
+        let open = ConnectionCount()
         let channel = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
+                guard open.take(max: maxConnections) else {
+                    if open.firstRefusal() {
+                        api.violations("runtime API: \(maxConnections) connections are open; further ones are closed")
+                    }
+                    return channel.eventLoop.makeFailedFuture(RuntimeAPIServer.Refused())
+                }
+                channel.closeFuture.whenComplete { _ in open.give() }
                 if let admit {
                     let peer = channel.remoteAddress?.port.flatMap { UInt16(exactly: $0) }
                     let local = channel.localAddress?.port.flatMap { UInt16(exactly: $0) }
@@ -39,15 +55,28 @@ final class RuntimeAPIServer: Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(RuntimeAPIHandler(api: api))
+                    try channel.pipeline.syncOperations.addHandler(RuntimeAPIHandler(api: api, requestTimeout: requestTimeout))
                 }
             }
             .withBoundSocket(fd).get()
         return RuntimeAPIServer(api: api, channel: channel)
     }
 
-    /// A connection from outside the instance (closed unanswered).
+    /// A connection from outside the instance, or past the cap (closed unanswered).
     struct Refused: Error {}
+
+    /// The connections open now.
+    private final class ConnectionCount: Sendable {
+        private let count = Atomic<Int>(0)
+        private let refused = Atomic<Bool>(false)
+        func take(max: Int) -> Bool {
+            if count.wrappingAdd(1, ordering: .relaxed).newValue <= max { return true }
+            count.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        func give() { count.wrappingSubtract(1, ordering: .relaxed) }
+        func firstRefusal() -> Bool { !refused.exchange(true, ordering: .relaxed) }
+    }
 
     /// Stops listening and closes every connection (the API itself is closed by the caller).
     func stop() async {
@@ -71,7 +100,35 @@ private final class RuntimeAPIHandler: ChannelInboundHandler, @unchecked Sendabl
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(api: RuntimeAPI) { self.api = api }
+    private var deadline: Scheduled<Void>?
+    private let requestTimeout: TimeAmount
+
+    init(api: RuntimeAPI, requestTimeout: TimeAmount) {
+        self.api = api
+        self.requestTimeout = requestTimeout
+    }
+
+    /// Closes the connection unless a whole request arrives within `requestTimeout` (a slow or silent client
+    /// holds nothing for long).
+    private func armDeadline(_ context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: requestTimeout) { channel.close(promise: nil) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armDeadline(context)
+        context.fireChannelActive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { armDeadline(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -89,6 +146,8 @@ private final class RuntimeAPIHandler: ChannelInboundHandler, @unchecked Sendabl
         case .end:
             guard let head else { return }
             self.head = nil
+            deadline?.cancel()
+            deadline = nil
             handle(head, body: body, tooLarge: tooLarge, context: context)
         }
     }
@@ -106,6 +165,7 @@ private final class RuntimeAPIHandler: ChannelInboundHandler, @unchecked Sendabl
                 handler.write(reply, keepAlive: keepAlive, context: context) { ok in
                     if !ok, let delivered { api.putBack(delivered) }
                 }
+                if keepAlive && context.channel.isActive { handler.armDeadline(context) }
             }
         }
     }

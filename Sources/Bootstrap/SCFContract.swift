@@ -35,6 +35,14 @@ public enum SCFContract {
     /// Async invocations (§5): how long an event is kept, how many a function's queue holds, how many times a
     /// failed event is tried again (the retry policy's details are unconfirmed).
     public static let asyncRetention: Duration = .seconds(6 * 3600)
+    /// What `LogType: Tail` returns of an invocation's log: its last 4 KB (as SCF's InvokeFunction and Lambda).
+    public static let tailLogBytes = 4096
+    /// faasbox's bounds on a function's output (docs/limits.md): one line is cut here (the rest of the line
+    /// dropped, a marker in its place), and an instance keeps at most this many bytes and lines not yet taken
+    /// by an invocation's log (the oldest go first).
+    public static let maxOutputLineBytes = 256 << 10
+    public static let maxInstanceOutputBytes = 4 << 20
+    public static let maxInstanceOutputLines = 10_000
     public static let asyncQueueLimit = 100_000
     public static let asyncMaxRetries = 2
 

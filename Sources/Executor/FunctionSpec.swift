@@ -70,8 +70,8 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
         config.initTimeout = .seconds(
             try Self.bounded("initTimeout", initTimeout ?? defaultInit, SCFContract.initTimeoutRangeSeconds))
         config.environment = try Self.environment(env ?? [:])
-        config.command = try Self.nonEmpty("command", command)
-        config.arguments = args
+        config.command = try Self.withoutNUL("command", Self.nonEmpty("command", command))
+        config.arguments = try Self.withoutNUL("args", args)
         config.hostNetwork = try Self.field("network", network ?? "isolated") { ["isolated": false, "host": true][$0] }
         config.mounts = try (mounts ?? []).map(Self.mount)
         let limit = try Self.bounded("concurrency", concurrency ?? SCFContract.defaultConcurrency, SCFContract.concurrencyRange)
@@ -145,6 +145,14 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
         return value
     }
 
+    /// Program and arguments reach execve(2) as C strings: a NUL would cut one short without a word.
+    static func withoutNUL(_ field: String, _ value: [String]?) throws(Invalid) -> [String]? {
+        if let index = value?.firstIndex(where: { $0.utf8.contains(0) }) {
+            throw Invalid(field: field, reason: "item \(index) contains a NUL byte, which would cut it short")
+        }
+        return value
+    }
+
     static func environment(_ env: [String: String]) throws(Invalid) -> [String: String] {
         for key in env.keys.sorted() {
             let valid =
@@ -156,6 +164,9 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
                     field: "env", reason: "\"\(key)\" is set by faasbox for every function and cannot be set by the caller",
                     code: "InvalidParameterValue.EnvironmentSystemProtect")
             }
+        }
+        if let key = env.keys.sorted().first(where: { env[$0]!.utf8.contains(0) }) {
+            throw Invalid(field: "env", reason: "the value of \"\(key)\" contains a NUL byte, which would cut it short")
         }
         let size = env.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
         if size > SCFContract.maxEnvironmentBytes {

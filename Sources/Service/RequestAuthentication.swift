@@ -151,7 +151,7 @@ struct SignedRequests: RouterMiddleware {
                                 "Message": "a signed body is at most 10 MB; send X-TC-Content-SHA256 for a larger one",
                             ]
                         ],
-                        status: .contentTooLarge)
+                        status: .notAcceptable)  // 406, as every oversized body of the API
                 }
                 hash = TC3Signature.sha256Hex(buffer.readableBytesView)
             }

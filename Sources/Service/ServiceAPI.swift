@@ -93,6 +93,8 @@ public enum ServiceAPI {
             return Array(buffer: try await request.collectBody(upTo: limit))
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw ServiceError.invocation(.instance(.requestTooLarge(limit + 1, limit: limit)))
+        } catch is NIOTooManyBytesError {  // what collectBody(upTo:) throws past its limit
+            throw ServiceError.invocation(.instance(.requestTooLarge(limit + 1, limit: limit)))
         }
     }
 

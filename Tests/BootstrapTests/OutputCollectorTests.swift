@@ -34,6 +34,17 @@ import Testing
         #expect(kept.last == "line 25", "the newest line is never dropped")
         #expect(!kept.contains("line 1"))
     }
+
+    @Test func pastTheByteBoundTheOldestLinesGoAndTheCountFollows() {
+        let output = OutputCollector(maxBytes: 10_000)
+        for i in 1...100 { output.append(line(String(format: "%04d", i) + String(repeating: ".", count: 996))) }
+        let kept = output.snapshot.map(\.text)
+        #expect(output.keptBytes <= 10_000 && output.keptBytes == kept.count * 1000)
+        #expect(kept.count >= 9, "a tenth goes at a time: \(kept.count)")
+        #expect(kept.last?.hasPrefix("0100") == true, "the newest line is kept")
+        _ = output.take(for: "none", includingInit: true)
+        #expect(output.keptBytes == 0, "taking lines gives their bytes back")
+    }
 }
 
 /// Real pipes, read by the shared reader thread: what a function writes before it answers belongs to that
@@ -54,6 +65,30 @@ import Testing
             #expect(lines.filter { $0.stream == .stdout }.map(\.text) == ["out \(i)", "part \(i)"], "call \(i)")
             #expect(lines.filter { $0.stream == .stderr }.map(\.text) == (i % 3 == 0 ? ["err \(i)"] : []), "call \(i)")
         }
+    }
+
+    /// A line longer than the bound is cut there, with a marker; the rest of it (however long, over many
+    /// reads) is dropped and the next line is whole again.
+    @Test func aLongLineIsCutAndTheRestOfItDropped() async throws {
+        let out = try OwnedFileDescriptor.pipe()
+        let err = try OwnedFileDescriptor.pipe()
+        let output = OutputCollector(maxLineBytes: 1000)
+        try output.attach(stdout: out.read, stderr: err.read)
+        try send(out.write, "short\n" + String(repeating: "x", count: 600))
+        for _ in 0..<50 { try send(out.write, String(repeating: "y", count: 4000)) }
+        try send(out.write, "tail of the long one\nnext\n" + String(repeating: "z", count: 1500) + "\nlast")
+        out.write.close()
+        err.write.close()
+        await output.waitForEOF(timeout: .seconds(5))
+        let lines = output.snapshot.map(\.text)
+        let marker = OutputCollector.cutMarker(1000)
+        #expect(lines.count == 5, "\(lines.map { $0.prefix(20) })")
+        #expect(lines.first == "short")
+        #expect(lines.dropFirst().first == String(repeating: "x", count: 600) + String(repeating: "y", count: 400) + marker)
+        #expect(lines.dropFirst(2).first == "next")
+        #expect(lines.dropFirst(3).first == String(repeating: "z", count: 1000) + marker)
+        #expect(lines.last == "last")
+        #expect(output.keptBytes == lines.reduce(0) { $0 + $1.utf8.count })
     }
 
     @Test func theLastUnterminatedLineComesAtEOF() async throws {

@@ -145,6 +145,10 @@ import Testing
                 (["image": "sha256:" + String(repeating: "0", count: 64)], "image", "no uploaded image"),
                 (["env": ["SCF_FUNCTIONNAME": "other"]], "env", "set by faasbox"),
                 (["env": ["_HANDLER": "x.y"]], "env", "set by faasbox"),
+                // C strings end at NUL: refused with the field named, never cut short without a word.
+                (["env": ["A": "x\u{0}y"]], "env", "NUL byte"),
+                (["args": ["a\u{0}b"]], "args", "NUL byte"),
+                (["command": ["/bin/sh\u{0}x"]], "command", "NUL byte"),
             ]
             for (fields, field, reason) in cases {
                 var spec: [String: Any] = ["image": job, "type": "job"]
