@@ -17,6 +17,8 @@ public final class FunctionService: Sendable {
         public var maintenanceInterval: Duration = .seconds(1)
         /// What callers may take from the host (mounts, host network, image paths): the operator's choice.
         public var host = HostPolicy()
+        /// What the invocation logs may take (docs/limits.md).
+        public var logs = LogLimits()
         public init() {}
     }
 
@@ -46,7 +48,11 @@ public final class FunctionService: Sendable {
         self.queue = queue
         self.options = options
         self.logger = logger
-        log = InvocationLog(db: db)
+        let metrics = self.metrics
+        log = InvocationLog(
+            db: db, limits: options.logs,
+            dropped: { function, reason, count in metrics.countLogsDropped(function: function, reason: reason, count: count) },
+            report: { message in logger.error("\(message)") })
     }
 
     /// Opens the service on `store`'s state dir: the database, events a dead faasbox left running put back
@@ -125,6 +131,10 @@ public final class FunctionService: Sendable {
         try await db.deleteFunction(name)
         try await queue.abandon(function: name)
         await old.pool.drain(grace: old.validated.config.timeout)
+        // Its logs go with it (and the space they took), once its last invocations have written theirs.
+        await log.flush()
+        try await db.deleteLogs(function: name)
+        await log.recount()
     }
 
     func deployment(_ name: String) throws(ServiceError) -> Deployment {

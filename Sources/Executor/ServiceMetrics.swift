@@ -108,5 +108,23 @@ final class ServiceMetrics: Sendable {
         ).increment()
     }
 
+    func countLogsDropped(function: String, reason: String, count: Int) {
+        guard count > 0 else { return }
+        registry.makeCounter(
+            descriptor: name(
+                "logs_dropped", "total",
+                "Invocation logs not kept, by function and reason (function-cap, total-cap, disk-reserve, backlog, error)."),
+            labels: [("function", function), ("reason", reason)]
+        ).increment(by: Int64(count))
+    }
+
+    /// The state dir's filesystem: its size and what is free.
+    func setStateFilesystem(size: Int64, free: Int64) {
+        registry.makeGauge(descriptor: name("state_fs_size", "bytes", "Size of the state dir's filesystem."), labels: [])
+            .set(Double(size))
+        registry.makeGauge(descriptor: name("state_fs_free", "bytes", "Free space on the state dir's filesystem."), labels: [])
+            .set(Double(free))
+    }
+
     var text: String { registry.emitToString() }
 }

@@ -63,6 +63,15 @@ public final class StateDatabase: Sendable {
         migrator.registerMigration("v2-idranges") { db in
             try db.execute(sql: "CREATE TABLE idranges(name TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE)")
         }
+        // Each log's size, in an index that covers it: the log store's caps are summed without reading the logs.
+        migrator.registerMigration("v3-logbytes") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE logs ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+                    UPDATE logs SET bytes = length(CAST(text AS BLOB));
+                    CREATE INDEX logs_bytes ON logs(function, id, bytes);
+                    """)
+        }
         return migrator
     }
 
@@ -93,6 +102,12 @@ public final class StateDatabase: Sendable {
         }
     }
 
+    func deleteLogs(function name: String) async throws(ServiceError) {
+        try await write("delete the logs of \(name)") { db in
+            try db.execute(sql: "DELETE FROM logs WHERE function = ?", arguments: [name])
+        }
+    }
+
     func functions() async throws(ServiceError) -> [(String, FunctionSpec)] {
         let rows = try await read("list functions") { db in
             try Row.fetchAll(db, sql: "SELECT name, spec FROM functions").map { ($0["name"] as String, $0["spec"] as String) }
@@ -118,10 +133,43 @@ public final class StateDatabase: Sendable {
     func saveLogs(_ entries: [LogEntry]) async throws(ServiceError) {
         try await write("save \(entries.count) invocation logs") { db in
             let statement = try db.cachedStatement(
-                sql: "INSERT INTO logs(requestId, function, at, text) VALUES (?, ?, ?, ?)")
+                sql: "INSERT INTO logs(requestId, function, at, text, bytes) VALUES (?, ?, ?, ?, ?)")
             for entry in entries {
-                try statement.execute(arguments: [entry.requestID, entry.function, entry.at, entry.text])
+                try statement.execute(arguments: [entry.requestID, entry.function, entry.at, entry.text, entry.text.utf8.count])
             }
+        }
+    }
+
+    /// The bytes of stored logs, by function.
+    func logBytes() async throws(ServiceError) -> [String: Int64] {
+        try await read("sum the logs' sizes") { db in
+            var out: [String: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT function, SUM(bytes) AS total FROM logs GROUP BY function") {
+                out[row["function"]] = row["total"]
+            }
+            return out
+        }
+    }
+
+    /// Deletes the oldest logs (of `function`, or of all) until at most `keep` bytes of them are left; returns
+    /// how many logs went, and their bytes, by function.
+    func trimLogs(function: String?, keep: Int64) async throws(ServiceError) -> [String: (count: Int, bytes: Int64)] {
+        try await write("trim the logs") { db in
+            let filter = function == nil ? "" : "WHERE function = ?"
+            let arguments: StatementArguments = function.map { [$0, keep] } ?? [keep]
+            let doomed = """
+                SELECT id FROM (SELECT id, SUM(bytes) OVER (ORDER BY id DESC) AS newer FROM logs \(filter)) WHERE newer > ?
+                """
+            var freed: [String: (count: Int, bytes: Int64)] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: "SELECT function, COUNT(*) AS n, SUM(bytes) AS total FROM logs WHERE id IN (\(doomed)) GROUP BY function",
+                arguments: arguments)
+            {
+                freed[row["function"]] = (row["n"], row["total"])
+            }
+            try db.execute(sql: "DELETE FROM logs WHERE id IN (\(doomed))", arguments: arguments)
+            return freed
         }
     }
 

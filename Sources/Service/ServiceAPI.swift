@@ -23,7 +23,7 @@ public enum ServiceAPI {
                 middleware: SignedRequests(
                     verifier: verifier, openPaths: metricsPublic ? ["/healthz", "/metrics"] : ["/healthz"]))
         }
-        router.get("/healthz") { _, _ in json(["status": "ok", "functions": "\(service.functionNames.count)"]) }
+        router.get("/healthz") { _, _ in json(await service.health()) }
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

@@ -8,6 +8,13 @@ import SystemPackage
 
 /// Small file-system helpers shared by the modules; every failure names the call and the path.
 public enum FileSystem {
+    /// The size and free space (for an unprivileged writer) of the filesystem holding `path`, from statvfs(2).
+    public static func usage(of path: String) -> (size: Int64, free: Int64)? {
+        var st = statvfs()
+        guard statvfs(path, &st) == 0 else { return nil }
+        return (Int64(st.f_blocks) * Int64(st.f_frsize), Int64(st.f_bavail) * Int64(st.f_frsize))
+    }
+
     /// mkdir -p; existing directories are fine.
     public static func createDirectory(_ path: String, mode: mode_t = 0o755) throws(SystemCallError) {
         if mkdir(path, mode) == 0 || Glibc.errno == EEXIST { return }

@@ -1,11 +1,16 @@
 import Foundation
 import NIOHTTP1
+import SystemSupport
 import TestSupport
 import Testing
 
 @testable import Bootstrap
 @testable import Executor
 @testable import Service
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What faasbox holds on a function's behalf is bounded (issue 17), tried as a hostile function would.
 @Suite struct BoundsTests {
@@ -92,5 +97,117 @@ import Testing
             #expect(stored.text.contains("\u{FFFD}\u{FFFD}"))
             #expect(stored.text.utf8.count < 4 * SCFContract.maxOutputLineBytes, "stored: \(stored.text.utf8.count) bytes")
         }
+    }
+
+    /// The log store's caps: past a function's cap its oldest logs go (and are counted), the total is capped
+    /// across functions, an entry over its bound keeps its START and REPORT, and deleting a function frees its logs.
+    @Test func theLogStoreIsCappedPerFunctionAndInAllAndEntriesAreBounded() async throws {
+        var options = self.options
+        options.logs.entryBytes = 64 << 10
+        options.logs.functionBytes = 200 << 10
+        options.logs.totalBytes = 300 << 10
+        let image = try jobImage(
+            "chatty",
+            script:
+                "i=0; while [ $i -lt 1500 ]; do echo \"line $i of a chatty job, padded to about a hundred bytes.......................\"; i=$((i+1)); done"
+        )
+        try await withServer(options: options) { server in
+            for name in ["chatty-a", "chatty-b"] {
+                let spec = String(
+                    decoding: try JSONSerialization.data(
+                        withJSONObject: ["image": image, "type": "job", "timeout": 30] as [String: Any]), as: UTF8.self)
+                #expect(try await server.call(.PUT, "/functions/\(name)", body: spec).status == 200)
+            }
+            var ids: [String] = []
+            for round in 0..<6 {
+                for name in ["chatty-a", "chatty-b"] {
+                    let answer = try await server.invoke(name)
+                    #expect(answer.status == 200, "round \(round): \(answer.text.prefix(200))")
+                    if name == "chatty-a" { ids.append(answer.json["FunctionRequestId"] as? String ?? "") }
+                }
+            }
+            let logsA = try await server.call(.GET, "/functions/chatty-a/logs?limit=1000").array.compactMap {
+                ($0 as? [String: Any])?["text"] as? String
+            }
+            let logsB = try await server.call(.GET, "/functions/chatty-b/logs?limit=1000").array.compactMap {
+                ($0 as? [String: Any])?["text"] as? String
+            }
+            let bytes = { (logs: [String]) in logs.reduce(0) { $0 + $1.utf8.count } }
+            #expect(bytes(logsA) <= 200 << 10 && bytes(logsB) <= 200 << 10, "\(bytes(logsA)) \(bytes(logsB))")
+            #expect(bytes(logsA) + bytes(logsB) <= 300 << 10, "the total cap")
+            #expect(logsA.count >= 1 && logsA.count < 6, "the oldest went: \(logsA.count) kept")
+            let newest = try #require(logsA.last)
+            #expect(newest.contains(ids.last!), "the newest is kept")
+            #expect(newest.hasPrefix("START RequestId:") && newest.contains("REPORT RequestId:"), "both ends kept")
+            #expect(newest.contains("bytes of this log dropped]"), "over 64 KB: cut in the middle")
+            #expect(newest.utf8.count <= 64 << 10)
+            let metrics = try await server.call(.GET, "/metrics").text
+            #expect(
+                metrics.contains(#"faasbox_logs_dropped_total{function="chatty-a",reason="function-cap"}"#)
+                    || metrics.contains(#"faasbox_logs_dropped_total{function="chatty-a",reason="total-cap"}"#),
+                "\(metrics.split(separator: "\n").filter { $0.contains("logs_dropped") })")
+            // Deleting a function deletes its logs.
+            #expect(try await server.call(.DELETE, "/functions/chatty-a").status == 204)
+            let spec = String(
+                decoding: try JSONSerialization.data(withJSONObject: ["image": image, "type": "job"]), as: UTF8.self)
+            #expect(try await server.call(.PUT, "/functions/chatty-a", body: spec).status == 200)
+            #expect(
+                try await server.call(.GET, "/functions/chatty-a/logs?limit=1000").array.isEmpty,
+                "the old function's logs are gone")
+        }
+    }
+
+    /// A full state filesystem: below the reserve logs pause (said in /healthz, counted), cold starts go on,
+    /// and logs resume when space comes back. The state dir is a small tmpfs of the test's own.
+    @Test func belowTheFreeSpaceReserveLogsPauseAndColdStartsGoOn() async throws {
+        let state = "\(scratch)/small-state"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let mounted = try TestPaths.run("/bin/mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", state])
+        #expect(mounted.status == 0, "\(mounted.output)")
+        defer { _ = try? TestPaths.run("/bin/umount", ["-l", state]) }
+        let image = try jobImage("quiet", script: "echo hello from a job")
+        let server = try await TestServer.start(stateDir: state, options: options)
+        do {
+            let spec = String(
+                decoding: try JSONSerialization.data(withJSONObject: ["image": image, "type": "job"]), as: UTF8.self)
+            #expect(try await server.call(.PUT, "/functions/quiet", body: spec).status == 200)
+            #expect(try await server.invoke("quiet").status == 200)
+            // Fill the filesystem but for ~2 MB (its reserve is a tenth: 6.4 MB).
+            let free = try #require(FileSystem.usage(of: state)).free
+            let filler = "\(state)/filler"
+            #expect(try TestPaths.run("/usr/bin/fallocate", ["-l", "\(free - (2 << 20))", filler]).status == 0)
+            var health = try await server.call(.GET, "/healthz")
+            for _ in 0..<50 where health.json["logs"] == nil {
+                try await Task.sleep(for: .milliseconds(100))
+                health = try await server.call(.GET, "/healthz")
+            }
+            #expect((health.json["logs"] as? String)?.hasPrefix("paused:") == true, "\(health.text)")
+            #expect(health.json["status"] as? String == "ok")
+            let during = try await server.invoke("quiet", tail: true)
+            #expect(during.status == 200, "a cold start still works: \(during.text.prefix(300))")
+            #expect((during.json["Log"] as? String ?? "").contains("hello from a job"), "Tail still answers")
+            let metrics = try await server.call(.GET, "/metrics").text
+            #expect(metrics.contains(#"faasbox_logs_dropped_total{function="quiet",reason="disk-reserve"} "#), "counted")
+            #expect(metrics.contains("faasbox_state_fs_free_bytes"))
+            // Space back: logs resume.
+            unlink(filler)
+            for _ in 0..<50 where health.json["logs"] != nil {
+                try await Task.sleep(for: .milliseconds(100))
+                health = try await server.call(.GET, "/healthz")
+            }
+            #expect(health.json["logs"] == nil, "\(health.text)")
+            let after = try await server.invoke("quiet")
+            let id = try #require(after.json["FunctionRequestId"] as? String)
+            var stored: [Any] = []
+            for _ in 0..<50 where stored.isEmpty {
+                try await Task.sleep(for: .milliseconds(100))
+                stored = try await server.call(.GET, "/functions/quiet/logs?requestId=\(id)").array
+            }
+            #expect(stored.count == 1)
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
     }
 }
