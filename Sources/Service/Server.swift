@@ -25,6 +25,8 @@ public enum Server {
         public var tcp: (host: String, port: Int)?
         /// `/metrics` on TCP without a signature.
         public var metricsPublic = false
+        /// Each listener's connection cap and timeouts.
+        public var limits = ListenerLimits()
 
         public init(socket: String, tcp: (host: String, port: Int)? = nil, metricsPublic: Bool = false) {
             self.socket = socket
@@ -48,11 +50,13 @@ public enum Server {
         let cleaned = await FunctionInstance.removeLeftovers(store: store)
         if !cleaned.isEmpty { logger.notice("removed \(cleaned.count) instances left by an earlier faasbox") }
         let service = try await FunctionService.open(store: store, options: options, logger: logger)
+        let (socketBudget, tcpBudget) = (ConnectionBudget(listeners.limits), ConnectionBudget(listeners.limits))
         var services: [any Service] = [
             Application(
                 router: ServiceAPI.router(service),
                 server: HTTPServerBuilder { responder in
-                    WebFrontedHTTP1Channel(base: HTTP1Channel(responder: responder), service: service, verifier: nil)
+                    WebFrontedHTTP1Channel(
+                        base: HTTP1Channel(responder: responder), service: service, verifier: nil, budget: socketBudget)
                 },
                 configuration: .init(address: .unixDomainSocket(path: socket.bindPath), serverName: nil),
                 onServerRunning: { _ in
@@ -72,7 +76,9 @@ public enum Server {
                 Application(
                     router: ServiceAPI.router(service, verifier: verifier, metricsPublic: listeners.metricsPublic),
                     server: HTTPServerBuilder { responder in
-                        WebFrontedHTTP1Channel(base: HTTP1Channel(responder: responder), service: service, verifier: verifier)
+                        WebFrontedHTTP1Channel(
+                            base: HTTP1Channel(responder: responder), service: service, verifier: verifier,
+                            budget: tcpBudget)
                     },
                     configuration: .init(address: .hostname(tcp.host, port: tcp.port), serverName: nil),
                     onServerRunning: { channel in

@@ -71,13 +71,16 @@ struct WebFrontedHTTP1Channel: ServerChildChannel {
     let service: FunctionService
     /// On the TCP listener: the signature check for functions that are not public.
     let verifier: RequestVerifier?
+    /// The listener's connections and timeouts (`ListenerGuard`, first after the decoder).
+    let budget: ConnectionBudget
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
-        let (service, verifier) = (self.service, self.verifier)
+        let (service, verifier, budget) = (self.service, self.verifier, self.budget)
         return base.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try pipeline.addHandler(WebPassthroughHandler(service: service, verifier: verifier), position: .after(decoder))
+            try pipeline.addHandler(ListenerGuard(budget: budget), position: .after(decoder))
             return value
         }
     }

@@ -44,6 +44,24 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds before the first retry of a failed async event (doubling for the next).")
     var retryBackoff: Double = 1
 
+    @Option(help: "Connections each listener keeps open at once; past it a request is answered 503.")
+    var maxConnections = ListenerLimits().maxConnections
+
+    @Option(help: "Seconds a connection may wait to complete its next request's head, or pause within a body.")
+    var clientTimeout: Double = 30
+
+    @Option(help: "MB of stored invocation logs per function (the oldest go first).")
+    var functionLogsMB: Int = 64
+
+    @Option(help: "MB of stored invocation logs in all.")
+    var totalLogsMB: Int = 512
+
+    @Option(
+        help:
+            "MB of free space on the state dir's filesystem below which logs are not stored (a tenth of a smaller filesystem)."
+    )
+    var logReserveMB: Int = 64
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .info
 
@@ -74,10 +92,20 @@ struct Serve: AsyncParsableCommand {
         options.shutdownGrace = .milliseconds(Int(grace * 1000))
         options.policy.retryBackoff = .milliseconds(Int(retryBackoff * 1000))
         options.host = HostPolicy(mountRoots: allowMount, hostNetwork: allowHostNetwork, imageRoots: imageRoot)
+        guard maxConnections > 0, clientTimeout > 0, functionLogsMB > 0, totalLogsMB > 0, logReserveMB >= 0 else {
+            throw ValidationError(
+                "--max-connections, --client-timeout, --function-logs-mb and --total-logs-mb must be positive")
+        }
+        options.logs.functionBytes = Int64(functionLogsMB) << 20
+        options.logs.totalBytes = Int64(totalLogsMB) << 20
+        options.logs.freeSpaceReserve = Int64(logReserveMB) << 20
+        var listeners = Server.Listeners(socket: socket, tcp: tcp, metricsPublic: metricsPublic)
+        listeners.limits.maxConnections = maxConnections
+        listeners.limits.idleTimeout = .milliseconds(Int64(clientTimeout * 1000))
+        listeners.limits.bodyTimeout = .milliseconds(Int64(clientTimeout * 1000))
         do {
             try await Server.run(
-                store: state.openStore(),
-                listeners: .init(socket: socket, tcp: tcp, metricsPublic: metricsPublic), options: options, logger: logger,
+                store: state.openStore(), listeners: listeners, options: options, logger: logger,
                 onListening: { endpoint in
                     // One line on stdout per listener, that scripts and tests wait for.
                     switch endpoint {

@@ -40,19 +40,22 @@ final class TestServer: Sendable {
     /// A socket path short enough for sun_path, beside (not in) the state dir.
     static func socketPath() -> String { "/tmp/faasbox-test-\(UInt32.random(in: 0...UInt32.max)).sock" }
 
-    static func start(stateDir: String = TestPaths.temporaryDirectory("serve"), options: FunctionService.Options = fast)
-        async throws -> TestServer
-    {
+    static func start(
+        stateDir: String = TestPaths.temporaryDirectory("serve"), options: FunctionService.Options = fast,
+        limits: ListenerLimits = ListenerLimits()
+    ) async throws -> TestServer {
         let store = try ImageStore(root: stateDir)
         let credential = try CredentialStore(stateDir: stateDir).create()
         let socket = socketPath()
         let (endpoints, continuation) = AsyncStream<Server.Endpoint>.makeStream()
         var logger = Logger(label: "test.serve")
         logger.logLevel = .warning
-        let task = Task {
+        var listeners = Server.Listeners(socket: socket, tcp: ("127.0.0.1", 0))
+        listeners.limits = limits
+        let task = Task { [listeners] in
             defer { continuation.finish() }
             try await Server.run(
-                store: store, listeners: .init(socket: socket, tcp: ("127.0.0.1", 0)), options: options, logger: logger,
+                store: store, listeners: listeners, options: options, logger: logger,
                 onListening: { continuation.yield($0) })
         }
         var port: Int?
