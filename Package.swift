@@ -117,7 +117,11 @@ let package = Package(
         .testTarget(name: "ImageRuntimeTests", dependencies: ["ImageRuntime", "SystemSupport", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "TestSupport"]),
         .testTarget(name: "BootstrapTests", dependencies: ["Bootstrap", "Sandbox", "TestSupport"]),
-        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Bootstrap", "ImageRuntime", "TestSupport"]),
+        .testTarget(
+            name: "ExecutorTests",
+            dependencies: [
+                "Executor", "Bootstrap", "ImageRuntime", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         .testTarget(
             name: "ServiceTests",
             dependencies: [

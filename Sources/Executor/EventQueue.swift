@@ -161,11 +161,19 @@ public actor EventQueue {
 
     /// Drops a deleted function's queued events into the dead letters.
     func abandon(function: String) async throws(ServiceError) {
-        let ids = try await db.read("find events of \(function)") { db in
-            try String.fetchAll(
-                db, sql: "SELECT requestId FROM events WHERE function = ? AND state = 'queued'", arguments: [function])
+        // One transaction for the whole queue (100,000 events took 34 s one by one).
+        let now = StateDatabase.now()
+        try await db.write("dead-letter the events of \(function)") { db in
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO dead_letters(requestId, function, payload, attempts, reason, result, diedAt)
+                    SELECT requestId, function, payload, attempts, 'the function was deleted', NULL, ? FROM events
+                    WHERE function = ? AND state = 'queued'
+                    """, arguments: [now, function])
+            try db.execute(
+                sql: "UPDATE events SET state = 'dead', finishedAt = ? WHERE function = ? AND state = 'queued'",
+                arguments: [now, function])
         }
-        for id in ids { try await deadLetter(id, reason: "the function was deleted", result: nil) }
         depths[function] = nil
     }
 

@@ -75,8 +75,10 @@ public enum Sandbox {
     private static func clone(_ spec: SandboxSpec, program: String, cgroup: InstanceCgroup) throws(SandboxError) -> SandboxProcess
     {
         let arena = CArena()
-        if spec.mounts.count > Int(FB_MAX_KEEP_FDS) { throw .invalidSpec("at most \(FB_MAX_KEEP_FDS) mounts") }
+        if spec.mounts.count > Int(FB_MAX_KEEP_FDS) - 1 { throw .invalidSpec("at most \(FB_MAX_KEEP_FDS - 1) mounts") }
         let sources = try Mounts.openSources(spec)
+        // The lifeline's read end goes last among the kept descriptors; faasbox-init keeps it (Lifeline.swift).
+        let lifeline = spec.initProcess ? Lifeline.readEnd() : nil
         // Where the child has them once its descriptors are compacted (spawn.c, compact_fds).
         let cgroupFDs = min(cgroup.procsFiles.count, 8)
         let steps = Mounts.steps(for: spec, sources: sources.indices.map { CInt(8 + cgroupFDs + $0) })
@@ -105,8 +107,9 @@ public enum Sandbox {
         config.new_cgroup_ns = 1
         config.cgroup_proc_fds = UnsafePointer(arena.array(procFDs))
         config.n_cgroup_proc_fds = CInt(procFDs.count)
-        config.keep_fds = UnsafePointer(arena.array(sources.map(\.rawValue)))
-        config.n_keep_fds = CInt(sources.count)
+        let kept = sources.map(\.rawValue) + (lifeline.map { [$0.rawValue] } ?? [])
+        config.keep_fds = UnsafePointer(arena.array(kept))
+        config.n_keep_fds = CInt(kept.count)
         config.hostname = UnsafePointer(arena.string(spec.hostname))
         config.loopback_up = spec.network == .isolated ? 1 : 0
         config.netns_fd = -1
@@ -148,10 +151,17 @@ public enum Sandbox {
         config.argv = UnsafePointer(arena.stringArray(spec.arguments))
         config.envp = UnsafePointer(arena.stringArray(spec.environment))
         config.init_fd = -1
+        config.init_inherit_fd = -1
         if spec.initProcess {
             config.init_fd = try InitBinary.descriptor.get().rawValue
-            // faasbox-init finds the report pipe at fd 3 in the child (see spawn.c).
-            config.init_argv = UnsafePointer(arena.stringArray([InitBinary.name, "3", "--"] + spec.arguments))
+            // faasbox-init finds the report pipe at fd 3 in the child (see spawn.c), the lifeline after the mounts'.
+            var initArguments = [InitBinary.name, "3"]
+            if lifeline != nil {
+                let number = CInt(8 + cgroupFDs + sources.count)
+                config.init_inherit_fd = number
+                initArguments += ["--lifeline", "\(number)"]
+            }
+            config.init_argv = UnsafePointer(arena.stringArray(initArguments + ["--"] + spec.arguments))
         }
         if let filter {
             config.seccomp_filter = UnsafeRawPointer(arena.array(filter))

@@ -2,10 +2,12 @@
 // memory and the OOM killer never prefers it): it starts the function's program, forwards signals to it,
 // reaps every orphan, and exits with the program's status (which ends the whole pid namespace).
 //
-//   faasbox-init REPORT_FD -- PROGRAM [ARG]...      (environment: the program's)
+//   faasbox-init REPORT_FD [--lifeline FD] -- PROGRAM [ARG]...      (environment: the program's)
 //
 // REPORT_FD is the sandbox's report pipe: a failed exec of PROGRAM is written there as {stage, errno};
-// it closes on a successful exec, which tells faasbox that the function has started.
+// it closes on a successful exec, which tells faasbox that the function has started. FD (the lifeline) is
+// the read end of a pipe whose write end only faasbox holds: when faasbox dies, however it dies, the pipe
+// ends, the kernel sends SIGIO, and faasbox-init exits — which kills everything in the sandbox.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,30 @@ static void forward(int sig) {
     if (program > 0) kill(program, sig);
 }
 
+static int lifeline = -1;
+
+// SIGIO on the lifeline: at its end (faasbox is gone), take the sandbox down.
+static void on_lifeline(int sig) {
+    (void)sig;
+    char byte;
+    ssize_t n = read(lifeline, &byte, 1);
+    if (n == 0) {
+        kill(-1, SIGKILL);
+        _exit(137);
+    }
+}
+
+static void watch_lifeline(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_lifeline;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGIO, &sa, NULL);
+    fcntl(lifeline, F_SETOWN, getpid());
+    fcntl(lifeline, F_SETFL, fcntl(lifeline, F_GETFL) | O_NONBLOCK | O_ASYNC);
+    on_lifeline(SIGIO);  // faasbox may have died before the handler was in place
+}
+
 static void report(int fd, int32_t stage, int32_t err) {
     int32_t record[2] = {stage, err};
     ssize_t n;
@@ -33,8 +59,15 @@ static void report(int fd, int32_t stage, int32_t err) {
 }
 
 int main(int argc, char **argv, char **envp) {
-    if (argc < 4 || strcmp(argv[2], "--") != 0) return 127;
+    if (argc < 4) return 127;
     int fd = atoi(argv[1]);
+    if (strcmp(argv[2], "--lifeline") == 0 && argc >= 6) {
+        lifeline = atoi(argv[3]);
+        argv += 2;
+        argc -= 2;
+    }
+    if (strcmp(argv[2], "--") != 0) return 127;
+    if (lifeline >= 0) fcntl(lifeline, F_SETFD, FD_CLOEXEC);  // not the program's
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     pid_t child = vfork();
@@ -55,6 +88,7 @@ int main(int argc, char **argv, char **envp) {
     }
     close(fd);
     program = child;
+    if (lifeline >= 0) watch_lifeline();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = forward;

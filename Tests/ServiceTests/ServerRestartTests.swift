@@ -99,11 +99,20 @@ import Testing
         let pids = before.compactMap { $0["pid"] as? Int }
         #expect(pids.count == 2)
         server.kill9()
-        #expect(pids.allSatisfy(isRunning), "the instances outlive a killed server")
+        // The instances die with it (their pid 1 holds the server's lifeline), at once.
+        let clock = ContinuousClock()
+        let killed = clock.now
+        while pids.contains(where: isRunning) && clock.now - killed < .seconds(5) { try await Task.sleep(for: .milliseconds(10)) }
+        let gone = clock.now - killed
+        #expect(
+            !pids.contains(where: isRunning),
+            "the instances die with a killed server: \(pids.map { (try? String(contentsOfFile: "/proc/\($0)/status", encoding: .utf8))?.split(separator: "\n").prefix(8).joined(separator: "; ") ?? "-" })"
+        )
+        #expect(gone < .seconds(1), "within \(gone)")
+        // What they leave on disk is the next server's to remove.
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(state)/instances").count == 2)
 
         server = try TestServer.spawn(stateDir: state)
-        #expect(!pids.contains(where: isRunning), "the new server killed them")
         let after = try await server.instances("warm").compactMap { $0["id"] as? String }
         #expect(after.count == 2, "the function was deployed again with its provisioned instances")
         let directories = try FileManager.default.contentsOfDirectory(atPath: "\(state)/instances")

@@ -103,6 +103,7 @@ struct fb_spawn_config {
     char *const *envp;
     int init_fd;                      // faasbox-init (any fd, e.g. O_PATH): pid 1 execs it with init_argv; -1: pid 1 is the program
     char *const *init_argv;
+    int init_inherit_fd;              // a descriptor of the child (after compaction) that faasbox-init keeps across its exec; -1: none
     // With CLONE_NEWUSER in clone_flags the child is a copy (fork-like, not CLONE_VM | CLONE_VFORK) that first
     // waits for one byte on userns_sync_read_fd: the parent writes its uid_map and gid_map meanwhile. -1 otherwise.
     int userns_sync_read_fd, userns_sync_write_fd;
