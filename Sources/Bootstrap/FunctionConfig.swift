@@ -5,6 +5,8 @@ public struct FunctionConfig: Sendable {
     public var name: String
     public var kind: Kind = .web
     public var memoryMB = SCFContract.defaultMemoryMB
+    /// A CPU quota in cores (cpu.max); nil: none, only the share that goes with the memory.
+    public var cpus: Double?
     public var timeout = SCFContract.defaultTimeout
     public var initTimeout = SCFContract.defaultInitTimeout
     /// The user's environment variables, added after the contract's.

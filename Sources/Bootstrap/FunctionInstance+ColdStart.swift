@@ -152,6 +152,8 @@ extension FunctionInstance {
             environment: config.environment(imageEnv: runtime?.env ?? []), instanceID: id)
         spec.workingDirectory = cwd
         spec.limits.memoryBytes = Int64(config.memoryMB) << 20
+        spec.limits.cpuWeight = SCFContract.cpuWeight(memoryMB: config.memoryMB)
+        spec.limits.cpus = config.cpus
         spec.network = config.hostNetwork ? .host : .isolated
         spec.seccomp = config.seccomp?.profile
         spec.userNamespace = config.userNamespace?.sandbox

@@ -35,6 +35,13 @@ public enum SCFContract {
     /// Async invocations (§5): how long an event is kept, how many a function's queue holds, how many times a
     /// failed event is tried again (the retry policy's details are unconfirmed).
     public static let asyncRetention: Duration = .seconds(6 * 3600)
+    /// SCF ties CPU to memory: an instance's share of a contended CPU is proportional to its memory, 1 GB having
+    /// a default cgroup's weight (100) and 128 MB an eighth of it — so that faasbox's own threads, at the
+    /// default, stay responsive when functions saturate the CPU.
+    public static func cpuWeight(memoryMB: Int) -> Int { max(1, memoryMB * 100 / 1024) }
+    /// A function's optional CPU quota, in cores.
+    public static let cpusRange = 0.05...64.0
+
     /// What `LogType: Tail` returns of an invocation's log: its last 4 KB (as SCF's InvokeFunction and Lambda).
     public static let tailLogBytes = 4096
     /// faasbox's bounds on a function's output (docs/limits.md): one line is cut here (the rest of the line

@@ -109,3 +109,53 @@ int fb_move_mount_to(int fd, const char *path) {
     long r = syscall(SYS_move_mount, fd, "", AT_FDCWD, path, 0x00000004);  // MOVE_MOUNT_F_EMPTY_PATH
     return r < 0 ? -errno : 0;
 }
+
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+int fb_loopback_tcp_inode(uint16_t src_port, uint16_t dst_port, uint64_t *inode) {
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0) return -errno;
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    msg.req.sdiag_family = AF_INET;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = ~0U;
+    msg.req.id.idiag_sport = htons(src_port);
+    msg.req.id.idiag_dport = htons(dst_port);
+    msg.req.id.idiag_src[0] = htonl(INADDR_LOOPBACK);
+    msg.req.id.idiag_dst[0] = htonl(INADDR_LOOPBACK);
+    msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+    msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (sendto(fd, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    char buffer[8192];
+    ssize_t n;
+    do { n = recv(fd, buffer, sizeof buffer, 0); } while (n < 0 && errno == EINTR);
+    int e = n < 0 ? errno : 0;
+    close(fd);
+    if (n < 0) return -e;
+    struct nlmsghdr *h = (struct nlmsghdr *)buffer;
+    if (!NLMSG_OK(h, (size_t)n)) return -EIO;
+    if (h->nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr *err = NLMSG_DATA(h);
+        return err->error < 0 ? err->error : -ENOENT;
+    }
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return -EIO;
+    struct inet_diag_msg *diag = NLMSG_DATA(h);
+    *inode = diag->idiag_inode;
+    return 0;
+}

@@ -9,6 +9,8 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
     public var image: String
     public var type: String?
     public var memorySize: Int?
+    /// A CPU quota in cores (0.05–64); by default none, only a share of the CPU in proportion to the memory.
+    public var cpus: Double?
     /// Seconds.
     public var timeout: Int?
     /// Seconds until the function must be ready.
@@ -64,6 +66,14 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
         var config = FunctionConfig(name: name)
         config.kind = try Self.field("type", type ?? "web") { FunctionConfig.Kind(rawValue: $0) }
         config.memoryMB = try Self.memory(memorySize ?? SCFContract.defaultMemoryMB)
+        if let cpus {
+            guard SCFContract.cpusRange.contains(cpus) else {
+                throw Invalid(
+                    field: "cpus",
+                    reason: "\(cpus) is outside \(SCFContract.cpusRange.lowerBound)–\(SCFContract.cpusRange.upperBound) cores")
+            }
+            config.cpus = cpus
+        }
         let defaultTimeout = Int(SCFContract.defaultTimeout.components.seconds)
         config.timeout = .seconds(try Self.bounded("timeout", timeout ?? defaultTimeout, SCFContract.timeoutRangeSeconds))
         let defaultInit = Int(SCFContract.defaultInitTimeout.components.seconds)

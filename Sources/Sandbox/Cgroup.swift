@@ -87,11 +87,13 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
             }
         }
         var bases: [String: String] = [:]
-        for controller in ["memory", "pids", "cpu", "freezer"] {
+        // cpuacct (CPU time used) where it is a hierarchy of its own; co-mounted controllers share one directory.
+        for controller in ["memory", "pids", "cpu", "cpuacct", "freezer"] {
             guard let relative = membership[controller],
                 let mount = mounts.first(where: { !$0.v2 && $0.controllers.contains(controller) })
             else { continue }
-            bases[controller] = mount.hostPath(for: relative) + "/faasbox"
+            let base = mount.hostPath(for: relative) + "/faasbox"
+            if !bases.values.contains(base) { bases[controller] = base }
         }
         if bases["memory"] != nil { return .v1(bases: bases) }
         return .unavailable(reason: "the memory controller is on neither cgroup v2 nor v1")

@@ -48,6 +48,9 @@ struct CgroupV1: InstanceCgroup {
         if let pids = dirs["pids"], let max = limits.pids {
             try CgroupFile.write("\(pids)/pids.max", "\(max)")
         }
+        if let cpu = dirs["cpu"], let weight = limits.cpuWeight {
+            try CgroupFile.write("\(cpu)/cpu.shares", "\(max(2, min(10_000, max(1, weight)) * 1024 / 100))")
+        }
         if let cpu = dirs["cpu"], let cpus = limits.cpus {
             let period = 100_000
             try CgroupFile.write("\(cpu)/cpu.cfs_period_us", "\(period)")

@@ -58,6 +58,9 @@ struct CgroupV2: InstanceCgroup {
             if controllers.contains("cpu"), let cpus = limits.cpus {
                 try CgroupFile.write("\(dir)/cpu.max", "\(Int(cpus * 100_000)) 100000")
             }
+            if controllers.contains("cpu"), let weight = limits.cpuWeight {
+                try CgroupFile.write("\(dir)/cpu.weight", "\(min(10_000, max(1, weight)))")
+            }
         } catch {
             try? cgroup.remove()
             throw error

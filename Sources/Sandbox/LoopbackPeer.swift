@@ -1,4 +1,3 @@
-import Foundation
 import SystemSupport
 
 #if canImport(Glibc)
@@ -6,35 +5,19 @@ import SystemSupport
 #endif
 
 /// Who is at the other end of a TCP connection on the host's loopback: for a listener an instance with host
-/// networking must reach and nothing else on the host may (the runtime API). The kernel's socket table
-/// (/proc/self/net/tcp) names the inode of the connecting socket; the connection is the instance's when one of
-/// the instance's processes holds that socket (a `socket:[inode]` link in its /proc/PID/fd).
+/// networking must reach and nothing else on the host may (the runtime API). The kernel's socket diagnostics
+/// (sock_diag, an exact lookup by the connection's ports) name the inode of the connecting socket; the connection
+/// is the instance's when one of the instance's processes holds that socket (a `socket:[inode]` link in its
+/// /proc/PID/fd). (/proc/net/tcp would do too, but it is no snapshot: read while other connections come and go,
+/// it can skip the very line wanted.)
 public enum LoopbackPeer {
     /// Whether the socket that connected from 127.0.0.1:`peerPort` to 127.0.0.1:`localPort` is held by one of
-    /// `pids`. False when the connection is not in the table (it was closed) or no such process holds it.
+    /// `pids`. False when the connection is gone (it was closed) or no such process holds it.
     public static func isHeld(peerPort: UInt16, localPort: UInt16, by pids: [pid_t]) -> Bool {
-        guard !pids.isEmpty, let table = try? String(contentsOfFile: "/proc/self/net/tcp", encoding: .utf8),
-            let inode = peerInode(table: table, peerPort: peerPort, localPort: localPort)
+        guard !pids.isEmpty, let inode = try? LoopbackSocket.inode(fromPort: peerPort, toPort: localPort), inode != 0
         else { return false }
         let link = "socket:[\(inode)]"
         return pids.contains { holds($0, link: link) }
-    }
-
-    /// The inode of the socket whose local end is 127.0.0.1:`peerPort` and remote end 127.0.0.1:`localPort`,
-    /// from the text of /proc/net/tcp (addresses in hex: the IPv4 address in host byte order, then the port).
-    static func peerInode(table: String, peerPort: UInt16, localPort: UInt16) -> UInt64? {
-        let local = loopbackHex(peerPort)
-        let remote = loopbackHex(localPort)
-        for line in table.split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count > 9, fields[1] == local, fields[2] == remote else { continue }
-            if let inode = UInt64(fields[9]), inode != 0 { return inode }
-        }
-        return nil
-    }
-
-    private static func loopbackHex(_ port: UInt16) -> Substring {
-        Substring(String(format: "%08X:%04X", UInt32(bigEndian: 0x7F00_0001), port))
     }
 
     /// Whether process `pid` has a descriptor open on `link` (readlink of /proc/PID/fd/N).

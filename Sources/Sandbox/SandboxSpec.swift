@@ -115,6 +115,9 @@ public struct ResourceLimits: Sendable, Equatable {
     public var pids: Int? = 1024
     /// CPU bandwidth in cores (cpu.max / cfs_quota); nil for no quota.
     public var cpus: Double?
+    /// The instance's share of the CPU when it is contended, on cgroup v2's scale (1–10000; a cgroup's default
+    /// is 100): cpu.weight, or cpu.shares × 1024/100 on v1. nil: the kernel's default.
+    public var cpuWeight: Int?
     public var tmpBytes: Int64 = 512 << 20
     public var openFiles: UInt64 = 1024
     public var coreFileBytes: UInt64 = 0

@@ -1,9 +1,20 @@
+import CSyscalls
+
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// TCP on 127.0.0.1: listening and connecting sockets, in whichever network namespace the socket was made.
 public enum LoopbackSocket {
+    /// The inode of the socket of the TCP connection from 127.0.0.1:`sourcePort` to 127.0.0.1:`destinationPort`
+    /// in this network namespace (its `socket:[inode]` in /proc/PID/fd), looked up exactly with sock_diag.
+    public static func inode(fromPort sourcePort: UInt16, toPort destinationPort: UInt16) throws(SystemCallError) -> UInt64 {
+        var inode: UInt64 = 0
+        let rc = fb_loopback_tcp_inode(sourcePort, destinationPort, &inode)
+        if rc < 0 { throw .negated("sock_diag", path: "127.0.0.1:\(sourcePort) → 127.0.0.1:\(destinationPort)", rc) }
+        return inode
+    }
+
     /// A TCP socket listening on the current network namespace's 127.0.0.1:`port` (0: any free port), and the
     /// port it got.
     public static func listen(port: UInt16 = 0, backlog: CInt = 128) throws(SystemCallError) -> (OwnedFileDescriptor, UInt16) {

@@ -16,6 +16,9 @@ struct FunctionOptions: ParsableArguments {
     @Option(help: "Memory limit in MB (64–3072, in steps of 64).")
     var memory: Int?
 
+    @Option(help: "A CPU quota in cores (0.05–64); by default a share of the CPU in proportion to the memory.")
+    var cpus: Double?
+
     @Option(help: "Seconds one invocation may take before the instance is killed (1–900).")
     var timeout: Int?
 
@@ -50,6 +53,7 @@ struct FunctionOptions: ParsableArguments {
     func spec(image: String) -> FunctionSpec {
         var spec = FunctionSpec(image: image, type: type)
         (spec.memorySize, spec.timeout, spec.initTimeout) = (memory, timeout, initTimeout)
+        spec.cpus = cpus
         var env: [String: String] = [:]
         for entry in environment {
             let eq = entry.firstIndex(of: "=")!  // checked by validate()

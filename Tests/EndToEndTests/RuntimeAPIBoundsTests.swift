@@ -15,7 +15,7 @@ import Testing
     private func connect(_ port: UInt16) throws -> OwnedFileDescriptor {
         let socket = OwnedFileDescriptor(rawValue: Glibc.socket(AF_INET, CInt(SOCK_STREAM.rawValue), 0))
         try LoopbackSocket.connect(socket, port: port)
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        var timeout = timeval(tv_sec: 15, tv_usec: 0)
         setsockopt(socket.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         return socket
     }
@@ -45,10 +45,10 @@ import Testing
         let notes = Mutex<[String]>([])
         let api = RuntimeAPI { message in notes.withLock { $0.append(message) } }
         let (listener, port) = try LoopbackSocket.listen(port: 0)
-        let timeout = Duration.seconds(3)
+        let timeout = Duration.seconds(8)  // long enough for the steps before it, on a loaded machine
         let server = try await RuntimeAPIServer.start(
             api, listener: listener, group: MultiThreadedEventLoopGroup.singleton, maxConnections: 4,
-            requestTimeout: .seconds(3))
+            requestTimeout: .seconds(8))
         // Four connections, each answered once (so each is surely open and counted), then silent.
         let probe = "GET /runtime/nothing HTTP/1.1\r\nHost: x\r\n\r\n"
         let clock = ContinuousClock()

@@ -52,6 +52,36 @@ import Testing
         #expect(after <= fresh && fresh <= again, "\(after) ≤ \(fresh) ≤ \(again)")
     }
 
+    /// CPU weights hold under contention: two sandboxes of 4 busy loops each, one with a low weight and one with
+    /// a high one, side by side on this machine's cores; the heavy one gets most of the CPU (equal weights, or no
+    /// cgroup: about half).
+    @Test func underContentionTheCPUGoesByWeight() async throws {
+        let rootfs = try BusyboxRootfs()
+        defer { rootfs.remove() }
+        func busy(_ loops: Int, weight: Int) async throws -> SandboxProcess {
+            var spec = rootfs.spec(String(repeating: "(while :; do :; done) & ", count: loops) + "sleep 30")
+            spec.limits.cpuWeight = weight
+            return try await Sandbox.spawn(spec)
+        }
+        let light = try await busy(4, weight: 1)
+        let heavy = try await busy(4, weight: 100)
+        try await Task.sleep(for: .milliseconds(300))
+        let (light0, heavy0) = (light.cgroup.cpuUsage() ?? .zero, heavy.cgroup.cpuUsage() ?? .zero)
+        try await Task.sleep(for: .seconds(2))
+        let (light1, heavy1) = (light.cgroup.cpuUsage() ?? .zero, heavy.cgroup.cpuUsage() ?? .zero)
+        let shares = (light.cgroup.directories + heavy.cgroup.directories).compactMap {
+            (try? String(contentsOfFile: "\($0)/cpu.shares", encoding: .utf8)).map {
+                "\($0)".trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
+        await light.stop()
+        await heavy.stop()
+        let (l, h) = (light1 - light0, heavy1 - heavy0)
+        #expect(h > .zero, "the cgroup accounts CPU")
+        let share = h / (l + h)
+        #expect(share > 0.75, "the heavy sandbox's share: \(share) (light \(l), heavy \(h), shares \(shares))")
+    }
+
     @Test func thePidsLimitStopsAForkBomb() async throws {
         let rootfs = try BusyboxRootfs()
         defer { rootfs.remove() }

@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import Sandbox
 import SystemSupport
 import TestSupport
 import Testing
@@ -323,6 +324,33 @@ import Testing
                 if n == 0 || (n < 0 && errno == ECONNRESET) { return true }
                 if n < 0 { return false }
             }
+        }
+    }
+
+    /// CPU goes with memory (SCF's rule): an instance's cgroup weight is in proportion to its memory, and an
+    /// optional quota in cores is its cpu.max.
+    @Test func anInstancesCPUShareFollowsItsMemoryAndItsQuotaIsTheFunctions() async throws {
+        try await withServer(options: options) { server in
+            #expect(
+                try await server.deploy("cpu", image: "hello-web", ["memorySize": 256, "cpus": 0.5, "provisioned": 1]).status
+                    == 200)
+            let id = try #require(try await server.instances("cpu").first?["id"] as? String)
+            let directories = try #require(CgroupHost.current.leftoverInstance(id)).directories
+            let read = { (file: String) in
+                directories.compactMap { try? String(contentsOfFile: "\($0)/\(file)", encoding: .utf8) }.first?
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let weight = SCFContract.cpuWeight(memoryMB: 256)
+            #expect(weight == 25)
+            if let shares = read("cpu.shares") {
+                #expect(shares == "\(weight * 1024 / 100)")
+                #expect(read("cpu.cfs_quota_us") == "50000")
+            } else {
+                #expect(read("cpu.weight") == "\(weight)")
+                #expect(read("cpu.max") == "50000 100000")
+            }
+            let refused = try await server.deploy("cpu2", image: "hello-web", ["cpus": 100])
+            #expect(refused.status == 400 && refused.text.contains("cpus"), "\(refused.text)")
         }
     }
 }

@@ -50,6 +50,10 @@ int fb_mount_setattr_recursive(int fd, uint64_t attr_set);
 /// Returns the tree's fd (close-on-exec) or -errno.
 int fb_open_tree_idmapped(const char *path, int userns_fd);
 
+/// The inode of the TCP socket 127.0.0.1:src_port → 127.0.0.1:dst_port in this network namespace, looked up
+/// exactly with sock_diag (NETLINK_SOCK_DIAG, inet_diag_req_v2 by its four-tuple). 0 or -errno (-ENOENT: none).
+int fb_loopback_tcp_inode(uint16_t src_port, uint16_t dst_port, uint64_t *inode);
+
 /// move_mount(fd, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH): attaches a detached tree at path. 0 or -errno.
 int fb_move_mount_to(int fd, const char *path);
 
