@@ -62,11 +62,12 @@ final class FunctionConnection: Sendable {
     func exchange(
         _ request: HTTPRequest, extraHeaders: [(String, String)], maxBody: Int?,
         onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void,
-        onEnd: @escaping @Sendable () -> Void
+        onEnd: @escaping @Sendable () -> Void, flow: ResponseFlow? = nil
     ) async throws -> Bool {
         let head = Self.head(of: request, extraHeaders: extraHeaders)
         let exchange = ResponseRelay.Exchange(
-            done: channel.eventLoop.makePromise(), maxBody: maxBody, onHead: onHead, onBody: onBody, onEnd: onEnd)
+            done: channel.eventLoop.makePromise(), maxBody: maxBody, onHead: onHead, onBody: onBody, onEnd: onEnd,
+            flow: flow)
         let channel = self.channel
         let relay = self.relay
         let body = request.body
@@ -127,6 +128,7 @@ private final class ResponseRelay: ChannelInboundHandler, @unchecked Sendable {
         let onHead: @Sendable (HTTPResponse) throws -> Void
         let onBody: @Sendable ([UInt8]) throws -> Void
         let onEnd: @Sendable () -> Void
+        let flow: ResponseFlow?
     }
 
     private var current: Exchange?
@@ -158,6 +160,14 @@ private final class ResponseRelay: ChannelInboundHandler, @unchecked Sendable {
                     throw BootstrapError.responseTooLarge(limit: maxBody)
                 }
                 try exchange.onBody(Array(buffer.readableBytesView))
+                // The caller is full: read no more of the response until it has taken what it has.
+                let channel = context.channel
+                let held = exchange.flow?.holdIfPaused {
+                    channel.eventLoop.execute {
+                        channel.setOption(ChannelOptions.autoRead, value: true).whenSuccess { channel.read() }
+                    }
+                }
+                if held == true { channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
             case .end:
                 current = nil
                 if !keepAlive { context.close(promise: nil) }

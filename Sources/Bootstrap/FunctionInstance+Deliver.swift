@@ -50,7 +50,7 @@ extension FunctionInstance {
             do {
                 try await connections.exchange(
                     request, extraHeaders: headers, maxResponseBytes: maxResponseBytes, onHead: onHead, onBody: onBody,
-                    onEnd: onEnd)
+                    onEnd: onEnd, flow: sink?.flow)
             } catch let error as BootstrapError {
                 throw error
             } catch {

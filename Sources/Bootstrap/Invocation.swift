@@ -55,14 +55,18 @@ public struct ResponseSink: Sendable {
     /// The response is complete: called on the connection's event loop the moment its last byte arrives,
     /// before the function's output is attributed and the invocation's log and metrics are written.
     public let end: @Sendable () -> Void
+    /// How the caller holds the function back while it cannot take more (a client that does not read).
+    public let flow: ResponseFlow?
     public init(
         head: @escaping @Sendable (HTTPResponse) throws -> Void,
         body: @escaping @Sendable ([UInt8]) throws -> Void,
-        end: @escaping @Sendable () -> Void = {}
+        end: @escaping @Sendable () -> Void = {},
+        flow: ResponseFlow? = nil
     ) {
         self.head = head
         self.body = body
         self.end = end
+        self.flow = flow
     }
 
     /// The same sink, with `also` run when the response ends (before the sink's own `end`).
@@ -73,6 +77,36 @@ public struct ResponseSink: Sendable {
             end: {
                 also()
                 end()
-            })
+            }, flow: flow)
+    }
+}
+
+/// Backpressure from a caller to the function's connection: while the caller's socket is full (`pause`), no
+/// more of the function's response is read; `resume` reads on. So a response streams through a few buffers,
+/// whatever its size and however slowly the caller reads.
+public final class ResponseFlow: Sendable {
+    private let state = Mutex<(paused: Bool, resume: (@Sendable () -> Void)?)>((false, nil))
+    public init() {}
+
+    /// The caller cannot take more now.
+    public func pause() { state.withLock { $0.paused = true } }
+
+    /// The caller can take more (or is gone): the function's connection reads on.
+    public func resume() {
+        let waiting = state.withLock { state -> (@Sendable () -> Void)? in
+            state.paused = false
+            defer { state.resume = nil }
+            return state.resume
+        }
+        waiting?()
+    }
+
+    /// The function's side: true when it must stop reading now, `whenResumed` then runs on `resume`.
+    func holdIfPaused(_ whenResumed: @escaping @Sendable () -> Void) -> Bool {
+        state.withLock { state in
+            guard state.paused else { return false }
+            state.resume = whenResumed
+            return true
+        }
     }
 }

@@ -42,7 +42,7 @@ package final class UpstreamConnections: Sendable {
     func exchange(
         _ request: HTTPRequest, extraHeaders: [(String, String)], maxResponseBytes: Int?,
         onHead: @escaping @Sendable (HTTPResponse) throws -> Void, onBody: @escaping @Sendable ([UInt8]) throws -> Void,
-        onEnd: @escaping @Sendable () -> Void
+        onEnd: @escaping @Sendable () -> Void, flow: ResponseFlow? = nil
     ) async throws {
         // The caller's event loop (serve runs its tasks on the loops of the connections they answer): the
         // connection to the function is best on the same one, or each request and each response crosses
@@ -57,7 +57,7 @@ package final class UpstreamConnections: Sendable {
             do {
                 let keptAlive = try await connection.exchange(
                     request, extraHeaders: extraHeaders, maxBody: maxResponseBytes, onHead: onHead, onBody: onBody,
-                    onEnd: onEnd)
+                    onEnd: onEnd, flow: flow)
                 // (One made ahead for a function that has begun to keep connections goes unused: its timer
                 // closes it, see `prepare`.)
                 closesConnections.store(!keptAlive, ordering: .relaxed)

@@ -115,6 +115,8 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private let service: FunctionService
     private let verifier: RequestVerifier?
+    /// The web call in progress holds the function back through this while the caller's socket is full.
+    private var flow: ResponseFlow?
     private var phase = Phase.idle
     private var requestOpen = false
     private var responseOpen = false
@@ -261,10 +263,16 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
                 loop.execute { work(bound.value.0, bound.value.1) }
             }
         }
+        let flow = ResponseFlow()
+        self.flow = flow
         let sink = ResponseSink(
             head: { response in onLoop { $0.answer(.head(response), generation, context: $1) } },
-            body: { bytes in onLoop { $0.answer(.body(bytes), generation, context: $1) } },
-            end: { onLoop { $0.answer(.end, generation, context: $1) } })
+            body: { bytes in
+                // Paused here, on the function's side, as soon as the caller's socket is full (checked after each
+                // write, on the caller's loop): no more is read from the function until it drains.
+                onLoop { $0.answer(.body(bytes), generation, context: $1) }
+            },
+            end: { onLoop { $0.answer(.end, generation, context: $1) } }, flow: flow)
         let request = WebPassthrough.request(call.head, name: call.name, body: call.body)
         let (service, name) = (self.service, call.name)
         Task.immediate {
@@ -298,7 +306,12 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
             flushSoon(context: context)
         case .body(let bytes):
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
-            flushSoon(context: context)
+            if !context.channel.isWritable {
+                flow?.pause()
+                context.flush()
+            } else {
+                flushSoon(context: context)
+            }
         case .end:
             endResponse(context: context)
         case .failure(let error):
@@ -332,6 +345,7 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func endResponse(context: ChannelHandlerContext) {
         responseOpen = false
+        flow = nil
         flushPending = false
         if closeAfterResponse {
             let written = context.eventLoop.makePromise(of: Void.self)
@@ -421,6 +435,13 @@ final class WebPassthroughHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func channelInactive(context: ChannelHandlerContext) {
         generation += 1  // late answers of the call in progress go nowhere
+        flow?.resume()  // the caller is gone: the function's answer is read (and dropped) to its end
+        flow = nil
         context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { flow?.resume() }
+        context.fireChannelWritabilityChanged()
     }
 }

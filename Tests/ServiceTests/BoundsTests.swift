@@ -353,4 +353,65 @@ import Testing
             #expect(refused.status == 400 && refused.text.contains("cpus"), "\(refused.text)")
         }
     }
+
+    /// Backpressure: a function answers 256 MB to a caller that does not read; serve stops reading from the
+    /// function while the caller's socket is full, so its memory does not grow with the response (it grew by
+    /// the whole response before). Then the caller reads it all, intact in length.
+    @Test func aResponseToACallerThatDoesNotReadIsHeldBackNotBuffered() async throws {
+        let size = 256 << 20
+        let path = "\(scratch)/images/big-answer.tar"
+        try FileManager.default.createDirectory(atPath: "\(scratch)/images", withIntermediateDirectories: true)
+        let answer = """
+            #!/bin/sh
+            while read -r line; do [ -z "$(printf %s "$line" | tr -d '\\r')" ] && break; done
+            printf 'HTTP/1.1 200 OK\\r\\nContent-Length: \(size)\\r\\nConnection: close\\r\\n\\r\\n'
+            head -c \(size) /dev/zero
+            """
+        try OCIArchiveBuilder(layers: [
+            .init(
+                try OCIArchiveBuilder.busyboxEntries() + [
+                    .dir("usr", mode: 0o755), .dir("usr/lib", mode: 0o755), .file("usr/lib/answer", answer + "\n", mode: 0o755),
+                    .file("scf_bootstrap", "#!/bin/sh\nexec nc -ll -p 9000 -e /usr/lib/answer\n", mode: 0o755),
+                ])
+        ]).write(to: path)
+        let server = try TestServer.spawn(
+            stateDir: TestPaths.temporaryDirectory("backpressure"), extraArguments: ["--image-root", "\(scratch)/images"])
+        do {
+            let spec = String(
+                decoding: try JSONSerialization.data(withJSONObject: ["image": path, "timeout": 120] as [String: Any]),
+                as: UTF8.self)
+            let deployed = try await server.call(.PUT, "/functions/big", body: spec)
+            #expect(deployed.status == 200, "\(deployed.text)")
+            let pid = try #require(server.process?.processIdentifier)
+            let rss = { () -> Int in
+                let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+                let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+                return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) << 10
+            }
+            let before = rss()
+            let caller = try Self.connect(unix: server.socket)
+            var small: CInt = 64 << 10
+            setsockopt(caller.rawValue, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<CInt>.size))
+            await Self.send(caller, "GET /web/big/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await Task.sleep(for: .seconds(3))  // the function writes as fast as it is read
+            let during = rss()
+            #expect(during - before < 64 << 20, "serve grew by \(during - before) bytes while the caller did not read")
+            // Now the caller reads it all.
+            let total = await runBlocking { () -> Int in
+                var buffer = [UInt8](repeating: 0, count: 1 << 20)
+                var got = 0
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { recv(caller.rawValue, $0.baseAddress, $0.count, 0) }
+                    if n <= 0 { break }
+                    got += n
+                }
+                return got
+            }
+            #expect(total > size && total < size + 4096, "the whole response came through: \(total) bytes")
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
 }
