@@ -134,7 +134,8 @@ struct BlobDirectory {
 
     /// Stores the current entry under the sha256 of its content, whatever its name, and returns that digest.
     func storeBlob(hashing reader: ArchiveReader, archive: String, name: String) throws(ImageError) -> Digest {
-        let tmp = try temporaryFile()
+        let (tmp, claim) = try temporaryFile()
+        defer { claim.close() }
         var hasher = Hasher(.sha256)
         do throws(ImageError) {
             try copy(from: reader, to: tmp, hasher: &hasher)
@@ -162,12 +163,16 @@ struct BlobDirectory {
         do { try FileSystem.createDirectory("\(path)/\(algorithm.rawValue)") } catch { throw .system(error) }
     }
 
-    private func temporaryFile() throws(ImageError) -> String {
+    /// A new temporary file and its claim (TemporaryClaim), which the caller holds until it is renamed or removed.
+    private func temporaryFile() throws(ImageError) -> (String, OwnedFileDescriptor) {
         let tmp = "\(path)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         if fd < 0 { throw .system(.current("open", path: tmp)) }
         close(fd)
-        return tmp
+        do { return (tmp, try TemporaryClaim.claim(tmp)) } catch {
+            unlink(tmp)
+            throw .system(error)
+        }
     }
 
     private func copy(from reader: ArchiveReader, to file: String, hasher: inout Hasher) throws(ImageError) {
@@ -185,7 +190,8 @@ struct BlobDirectory {
         var st = stat()
         if stat(final, &st) == 0 && Int64(st.st_size) == size { return }
         try createAlgorithmDirectory(digest.algorithm)
-        let tmp = try temporaryFile()
+        let (tmp, claim) = try temporaryFile()
+        defer { claim.close() }
         var hasher = Hasher(digest.algorithm)
         do throws(ImageError) {
             try copy(from: reader, to: tmp, hasher: &hasher)

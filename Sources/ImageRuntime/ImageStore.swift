@@ -184,7 +184,12 @@ public final class ImageStore: Sendable {
             return StoredLayer(diffID: diffID, path: final)
         }
         let tmp = paths.temporaryLayer()
-        do { try FileSystem.createDirectory(tmp, mode: 0o755) } catch { throw .system(error) }
+        let claim: OwnedFileDescriptor
+        do {
+            try FileSystem.createDirectory(tmp, mode: 0o755)
+            claim = try TemporaryClaim.claim(tmp)
+        } catch { throw .system(error) }
+        defer { claim.close() }
         do throws(ImageError) {
             let (bytes, entries) = try unpack(
                 blob: layout.blobPath(blobDigest), into: tmp, descriptor: descriptor,
@@ -238,13 +243,11 @@ public final class ImageStore: Sendable {
         return (result.size, unpacker.entries)
     }
 
-    /// Removes temporary unpack and blob directories whose process is gone (a crash or kill -9 mid-pull).
+    /// Removes the temporaries no writer claims (a crash or kill -9 mid-pull or mid-upload): see TemporaryClaim.
     private func removeAbandonedTemporaries() {
         for dir in [paths.layers, paths.blobs, paths.uploads] {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
-            for name in names where name.hasPrefix(".tmp-") {
-                let pid = name.dropFirst(5).split(separator: "-").first.flatMap { pid_t($0) } ?? 0
-                if pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) { continue }
+            for name in names where name.hasPrefix(".tmp-") && !TemporaryClaim.isClaimed("\(dir)/\(name)") {
                 try? FileSystem.removeTree("\(dir)/\(name)")
             }
         }

@@ -11,7 +11,12 @@ extension ImageStore {
     /// A new file for an upload to be written to; pass it to `importUpload`, or remove it.
     public func newUploadFile() throws(ImageError) -> (path: String, file: OwnedFileDescriptor) {
         let path = paths.temporaryUpload()
-        do { return (path, try OwnedFileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)) } catch {
+        do throws(SystemCallError) {
+            // The writer's descriptor is also its claim (TemporaryClaim): held until the upload is imported.
+            let file = try OwnedFileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            if Syscall.retrying({ flock(file.rawValue, LOCK_EX | LOCK_NB) }) != 0 { throw .current("flock", path: path) }
+            return (path, file)
+        } catch {
             throw .system(error)
         }
     }

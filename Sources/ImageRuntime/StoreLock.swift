@@ -23,3 +23,22 @@ struct StoreLock: Sendable {
         return try withExtendedLifetime(file) { () throws(E) -> T in try body() }
     }
 }
+
+/// A temporary of the store (a layer being unpacked, a blob or an upload being written) is claimed by whoever
+/// writes it: an exclusive flock(2) on it, held by an open descriptor until it is renamed into place or
+/// removed. A temporary nobody holds is abandoned (its writer died) and may be removed — whatever its name
+/// says about a pid, which a later process (serve as pid 1 in a container, every time) may have again.
+enum TemporaryClaim {
+    /// Claims `path` (made just now by the caller); the claim lasts while the descriptor is open.
+    static func claim(_ path: String) throws(SystemCallError) -> OwnedFileDescriptor {
+        let file = try OwnedFileDescriptor.open(path, O_RDONLY)
+        if Syscall.retrying({ flock(file.rawValue, LOCK_EX | LOCK_NB) }) != 0 { throw .current("flock", path: path) }
+        return file
+    }
+
+    /// Whether `path` is claimed by a writer now (false: abandoned, or gone).
+    static func isClaimed(_ path: String) -> Bool {
+        guard let file = try? OwnedFileDescriptor.open(path, O_RDONLY) else { return false }
+        return Syscall.retrying({ flock(file.rawValue, LOCK_EX | LOCK_NB) }) != 0 && errno == EWOULDBLOCK
+    }
+}

@@ -76,6 +76,30 @@ import Testing
         #expect(ExtendedAttribute.get(taggedFile.fd, "user.faasbox", capacity: 16) == Array("kept".utf8))
     }
 
+    /// A temporary is abandoned when no writer claims it, whatever pid its name carries: one named after a live
+    /// process (this one; serve as pid 1 in a container has the same pid every time) but unclaimed is removed,
+    /// a claimed one is kept.
+    @Test func abandonedTemporariesGoByTheirClaimNotTheirPid() throws {
+        let state = "\(dir)/claims"
+        _ = try ImageStore(root: state)
+        let layers = "\(state)/layers"
+        let unclaimed = "\(layers)/.tmp-\(getpid())-1"
+        let claimed = "\(layers)/.tmp-\(getpid())-2"
+        let upload = "\(state)/uploads/.tmp-1-3"
+        for path in [unclaimed, claimed] { try FileSystem.createDirectory(path) }
+        #expect(FileManager.default.createFile(atPath: upload, contents: Data("x".utf8)))
+        let claim = try TemporaryClaim.claim(claimed)
+        let uploadClaim = try TemporaryClaim.claim(upload)
+        _ = try ImageStore(root: state)
+        #expect(!FileManager.default.fileExists(atPath: unclaimed), "unclaimed: removed though its pid is alive")
+        #expect(FileManager.default.fileExists(atPath: claimed), "claimed: kept")
+        #expect(FileManager.default.fileExists(atPath: upload), "a claimed upload: kept")
+        claim.close()
+        uploadClaim.close()
+        _ = try ImageStore(root: state)
+        #expect(!FileManager.default.fileExists(atPath: claimed) && !FileManager.default.fileExists(atPath: upload))
+    }
+
     /// kill -9 of a pull mid-unpack leaves only a temporary directory, which the next store removes; the
     /// layer is then unpacked whole.
     @Test func aKilledPullLeavesNothingThatIsTakenAsComplete() async throws {
