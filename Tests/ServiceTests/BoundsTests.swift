@@ -231,29 +231,29 @@ import Testing
 
             let port = UInt16(server.port)
             var idle: [OwnedFileDescriptor] = []
-            for _ in 0..<10 { idle.append(try Self.connect(port)) }
+            for _ in 0..<10 { idle.append(try TestSocket.connect(port: port)) }
             try await Task.sleep(for: .milliseconds(200))
-            let over = try Self.connect(port)
+            let over = try TestSocket.connect(port: port)
             let refused = await Self.exchange(over, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(refused.hasPrefix("HTTP/1.1 503"), "\(refused)")
             #expect(refused.contains("TooManyConnections") && refused.contains("application/json"))
             // The idle ones are closed at the idle timeout; then there is room again.
-            for socket in idle { #expect(await Self.closedByServer(socket), "idle: closed") }
+            for socket in idle { #expect(await TestSocket.closedByServer(socket), "idle: closed") }
             var health = ""
             for _ in 0..<20 where !health.hasPrefix("HTTP/1.1 200") {
                 try await Task.sleep(for: .milliseconds(100))
-                health = await Self.exchange(try Self.connect(port), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                health = await Self.exchange(try TestSocket.connect(port: port), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             }
             #expect(health.hasPrefix("HTTP/1.1 200"), "\(health)")
             // Half a head, and a body that stops: both closed.
             let clock = ContinuousClock()
             let start = clock.now
-            let slowHead = try Self.connect(port)
-            await Self.send(slowHead, "GET /healthz HTTP/1.1\r\nHost: x\r\n")
-            let slowBody = try Self.connect(unix: server.socket)  // no signature to check there: the body is awaited
-            await Self.send(slowBody, "PUT /functions/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"image\"")
-            #expect(await Self.closedByServer(slowHead), "a head never finished")
-            #expect(await Self.closedByServer(slowBody), "a body that stopped")
+            let slowHead = try TestSocket.connect(port: port)
+            TestSocket.send(slowHead, "GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            let slowBody = try TestSocket.connect(unix: server.socket)  // no signature to check there: the body is awaited
+            TestSocket.send(slowBody, "PUT /functions/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"image\"")
+            #expect(await TestSocket.closedByServer(slowHead), "a head never finished")
+            #expect(await TestSocket.closedByServer(slowBody), "a body that stopped")
             #expect(clock.now - start < .seconds(4))
         } catch {
             await server.stop()
@@ -262,40 +262,9 @@ import Testing
         await server.stop()
     }
 
-    static func connect(_ port: UInt16) throws -> OwnedFileDescriptor {
-        let socket = OwnedFileDescriptor(rawValue: Glibc.socket(AF_INET, CInt(SOCK_STREAM.rawValue), 0))
-        try LoopbackSocket.connect(socket, port: port)
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(socket.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        return socket
-    }
-
-    static func connect(unix path: String) throws -> OwnedFileDescriptor {
-        let socket = OwnedFileDescriptor(rawValue: Glibc.socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
-        }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(socket.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if rc != 0 { throw SystemCallError.current("connect", path: path) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(socket.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        return socket
-    }
-
-    static func send(_ socket: OwnedFileDescriptor, _ text: String) async {
-        let bytes = Array(text.utf8)
-        _ = bytes.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-
     /// Sends `request`, then reads until the server closes or 5 s pass (off the cooperative pool).
     static func exchange(_ socket: OwnedFileDescriptor, _ request: String) async -> String {
-        await send(socket, request)
+        TestSocket.send(socket, request)
         return await runBlocking { () -> String in
             var out: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 4096)
@@ -312,18 +281,6 @@ import Testing
                 }
             }
             return String(decoding: out, as: UTF8.self)
-        }
-    }
-
-    /// Whether the server closed `socket` (EOF or reset), after whatever it answered, within the receive timeout.
-    static func closedByServer(_ socket: OwnedFileDescriptor) async -> Bool {
-        await runBlocking { () -> Bool in
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { recv(socket.rawValue, $0.baseAddress, $0.count, 0) }
-                if n == 0 || (n < 0 && errno == ECONNRESET) { return true }
-                if n < 0 { return false }
-            }
         }
     }
 
@@ -389,10 +346,10 @@ import Testing
                 return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) << 10
             }
             let before = rss()
-            let caller = try Self.connect(unix: server.socket)
+            let caller = try TestSocket.connect(unix: server.socket)
             var small: CInt = 64 << 10
             setsockopt(caller.rawValue, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<CInt>.size))
-            await Self.send(caller, "GET /web/big/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            TestSocket.send(caller, "GET /web/big/ HTTP/1.1\r\nHost: x\r\n\r\n")
             try await Task.sleep(for: .seconds(3))  // the function writes as fast as it is read
             let during = rss()
             #expect(during - before < 64 << 20, "serve grew by \(during - before) bytes while the caller did not read")
