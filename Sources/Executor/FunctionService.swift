@@ -92,6 +92,13 @@ public final class FunctionService: Sendable {
         }
         validated = validated.with(image: validated.image, config: try await rootIDs(name, validated.config))
         do { _ = try await store.pull(validated.image) } catch {
+            // What the failed pull stored (blobs of a junk archive, layers of a broken image) is referenced by no
+            // image: it goes now, not at the next `faasbox gc` (under the store's lock, beside other pulls).
+            let store = self.store
+            let freed = await runBlocking { store.collectGarbage() }
+            if freed.layers + freed.blobs > 0 {
+                logger.info("removed \(freed.blobs) blobs and \(freed.layers) layers a failed deploy of \(name) stored")
+            }
             throw .invalidSpec(FunctionSpec.Invalid(field: "image", reason: error.description))
         }
         let pool = FunctionPool(

@@ -371,4 +371,36 @@ import Testing
         }
         await server.stop()
     }
+
+    /// A failed deploy leaves nothing in the store: a 20 MB tar that is no OCI image (its entries were stored as
+    /// blobs while it was read) is refused, and the store is as it was.
+    @Test func aFailedDeployLeavesNothingInTheStore() async throws {
+        let junk = "\(scratch)/images/junk.tar"
+        let files = "\(scratch)/junk"
+        try FileManager.default.createDirectory(atPath: files, withIntermediateDirectories: true)
+        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        for i in 0..<4 {
+            let bytes = try #require(try random.read(upToCount: 5 << 20))
+            #expect(FileManager.default.createFile(atPath: "\(files)/f\(i)", contents: bytes))
+        }
+        try FileManager.default.createDirectory(atPath: "\(scratch)/images", withIntermediateDirectories: true)
+        #expect(try TestPaths.run("/bin/tar", ["-cf", junk, "-C", files, "."]).status == 0)
+        try await withServer(options: options) { server in
+            func storeBytes() -> Int {
+                var total = 0
+                for dir in ["blobs", "layers"] {
+                    let root = "\(server.stateDir)/\(dir)"
+                    for file in (try? FileManager.default.subpathsOfDirectory(atPath: root)) ?? [] {
+                        total += ((try? FileManager.default.attributesOfItem(atPath: "\(root)/\(file)"))?[.size] as? Int) ?? 0
+                    }
+                }
+                return total
+            }
+            let before = storeBytes()
+            let spec = String(decoding: try JSONSerialization.data(withJSONObject: ["image": junk]), as: UTF8.self)
+            let answer = try await server.call(.PUT, "/functions/junk", body: spec)
+            #expect(answer.status == 400, "\(answer.text)")
+            #expect(storeBytes() - before < 1 << 20, "the store grew by \(storeBytes() - before) bytes")
+        }
+    }
 }
