@@ -207,15 +207,16 @@ public final class OutputCollector: Sendable {
     /// An invocation ends. What the function wrote before it answered is in the pipes or already read: it is
     /// read now, so that it is attributed to this invocation and not to the next one.
     func end(_ requestID: String) {
-        let count = pipes.withLock { $0.count }
-        for index in 0..<count { drain(pipe: index, budget: 256 << 10) }
+        drainAll(budget: 256 << 10)
         attribution.withLock { $0.active.removeAll { $0 == requestID } }
     }
 
     /// Reads what the pipes still hold now (a job that exited: what the reader thread has not read yet).
-    func readRemaining() {
+    func readRemaining() { drainAll(budget: 1 << 20) }
+
+    private func drainAll(budget: Int) {
         let count = pipes.withLock { $0.count }
-        for index in 0..<count { drain(pipe: index, budget: 1 << 20) }
+        for index in 0..<count { drain(pipe: index, budget: budget) }
     }
 
     /// The lines of one invocation (with `includingInit`, the instance's init output before them too).

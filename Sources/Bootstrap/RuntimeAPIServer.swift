@@ -1,7 +1,6 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
 import SystemSupport
 
 #if canImport(Glibc)
@@ -36,16 +35,18 @@ final class RuntimeAPIServer: Sendable {
     ) async throws -> RuntimeAPIServer {
         let fd = fcntl(listener.rawValue, F_DUPFD_CLOEXEC, 0)
         if fd < 0 { throw SystemCallError.current("fcntl(F_DUPFD_CLOEXEC)") }
-        let open = ConnectionCount()
+        let open = ConnectionCap(maxConnections)
+        let refusedOnce = AtomicFlag()
         let channel = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
-                guard open.take(max: maxConnections) else {
-                    if open.firstRefusal() {
+                guard open.opened() else {
+                    open.closed()
+                    if refusedOnce.setOnce() {
                         api.violations("runtime API: \(maxConnections) connections are open; further ones are closed")
                     }
                     return channel.eventLoop.makeFailedFuture(RuntimeAPIServer.Refused())
                 }
-                channel.closeFuture.whenComplete { _ in open.give() }
+                channel.closeFuture.whenComplete { _ in open.closed() }
                 if let admit {
                     let peer = channel.remoteAddress?.port.flatMap { UInt16(exactly: $0) }
                     let local = channel.localAddress?.port.flatMap { UInt16(exactly: $0) }
@@ -64,19 +65,6 @@ final class RuntimeAPIServer: Sendable {
 
     /// A connection from outside the instance, or past the cap (closed unanswered).
     struct Refused: Error {}
-
-    /// The connections open now.
-    private final class ConnectionCount: Sendable {
-        private let count = Atomic<Int>(0)
-        private let refused = Atomic<Bool>(false)
-        func take(max: Int) -> Bool {
-            if count.wrappingAdd(1, ordering: .relaxed).newValue <= max { return true }
-            count.wrappingSubtract(1, ordering: .relaxed)
-            return false
-        }
-        func give() { count.wrappingSubtract(1, ordering: .relaxed) }
-        func firstRefusal() -> Bool { !refused.exchange(true, ordering: .relaxed) }
-    }
 
     /// Stops listening and closes every connection (the API itself is closed by the caller).
     func stop() async {

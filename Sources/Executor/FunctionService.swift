@@ -184,15 +184,6 @@ public final class FunctionService: Sendable {
 
     static func newRequestID() -> String { RequestID.make() }
 
-    /// The last `SCFContract.tailLogBytes` of a log (what `LogType: Tail` returns), from a character boundary.
-    static func tail(of log: String, bytes: Int = SCFContract.tailLogBytes) -> String {
-        let utf8 = log.utf8
-        guard utf8.count > bytes else { return log }
-        var start = utf8.index(utf8.endIndex, offsetBy: -bytes)
-        while start < utf8.endIndex && UTF8.isContinuation(utf8[start]) { start = utf8.index(after: start) }
-        return String(decoding: utf8[start...], as: UTF8.self)
-    }
-
     /// Invokes an event or job function and waits for its result (the contract's shape; `Log` when `tail`).
     public func invoke(_ name: String, event: [UInt8], tail: Bool) async throws(ServiceError) -> InvokeResult {
         if stopping.isSet { throw .shuttingDown }
@@ -200,7 +191,7 @@ public final class FunctionService: Sendable {
         let event = try Self.checkEvent(event, kind: d.validated.config.kind, name: name, delivery: .sync)
         let outcome = await d.pool.run(.event(event), requestID: Self.newRequestID())
         let log = await finish(name, d, outcome)
-        return InvokeResult(outcome, log: tail ? Self.tail(of: log) : nil)
+        return InvokeResult(outcome, log: tail ? log.utf8Suffix(SCFContract.tailLogBytes) : nil)
     }
 
     /// Forwards a web function's request; the response goes to `sink` as it arrives. Returns the outcome (its

@@ -59,7 +59,7 @@ actor InvocationLog {
         if pending.count >= 64 { await flush() }
     }
 
-    /// Says `message` in faasbox's log the first time `key` happens (until `clear(key)`).
+    /// Says `message` in faasbox's log the first time `key` happens.
     private func once(_ key: String, _ message: String) {
         if reported.insert(key).inserted { report(message) }
     }
@@ -126,24 +126,36 @@ actor InvocationLog {
     /// Forgets the sums (after records were deleted behind the log's back: a function removed, old logs pruned).
     func recount() { stored = nil }
 
-    /// The stored bytes of each function's logs, as the log counts them.
-    var storedBytes: [String: Int64] { stored ?? [:] }
-
     /// An entry whose text is over `limit` bytes keeps its beginning and its end (START, and END, REPORT and
     /// the Init Report), with a line that says how much went between.
     static func bounded(_ entry: LogEntry, to limit: Int) -> LogEntry {
-        let utf8 = entry.text.utf8
-        guard utf8.count > limit else { return entry }
+        let count = entry.text.utf8.count
+        guard count > limit else { return entry }
         let keep = max(0, limit / 2 - 64)
-        var head = utf8.index(utf8.startIndex, offsetBy: keep)
-        while head > utf8.startIndex && UTF8.isContinuation(utf8[head]) { head = utf8.index(before: head) }
-        var tail = utf8.index(utf8.endIndex, offsetBy: -keep)
-        while tail < utf8.endIndex && UTF8.isContinuation(utf8[tail]) { tail = utf8.index(after: tail) }
-        let cut = utf8.distance(from: head, to: tail)
-        let text =
-            String(decoding: utf8[..<head], as: UTF8.self) + "\n[faasbox: \(cut) bytes of this log dropped]\n"
-            + String(decoding: utf8[tail...], as: UTF8.self)
+        let (head, tail) = (entry.text.utf8Prefix(keep), entry.text.utf8Suffix(keep))
+        let cut = count - head.utf8.count - tail.utf8.count
+        let text = head + "\n[faasbox: \(cut) bytes of this log dropped]\n" + tail
         return LogEntry(requestID: entry.requestID, function: entry.function, at: entry.at, text: text)
+    }
+}
+
+extension String {
+    /// The longest beginning of at most `bytes` UTF-8 bytes that ends at a character boundary.
+    func utf8Prefix(_ bytes: Int) -> String {
+        let utf8 = self.utf8
+        guard utf8.count > bytes else { return self }
+        var end = utf8.index(utf8.startIndex, offsetBy: bytes)
+        while end > utf8.startIndex && UTF8.isContinuation(utf8[end]) { end = utf8.index(before: end) }
+        return String(decoding: utf8[..<end], as: UTF8.self)
+    }
+
+    /// The longest end of at most `bytes` UTF-8 bytes that starts at a character boundary.
+    func utf8Suffix(_ bytes: Int) -> String {
+        let utf8 = self.utf8
+        guard utf8.count > bytes else { return self }
+        var start = utf8.index(utf8.endIndex, offsetBy: -bytes)
+        while start < utf8.endIndex && UTF8.isContinuation(utf8[start]) { start = utf8.index(after: start) }
+        return String(decoding: utf8[start...], as: UTF8.self)
     }
 }
 

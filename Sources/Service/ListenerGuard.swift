@@ -1,6 +1,6 @@
 import NIOCore
 import NIOHTTP1
-import Synchronization
+import SystemSupport
 
 /// What one listener holds for its callers (docs/limits.md): connections open at once (past the cap a
 /// connection's request is answered 503 and the connection closed), how long a connection may wait before its
@@ -13,15 +13,14 @@ public struct ListenerLimits: Sendable {
     public init() {}
 }
 
-/// The connections a listener has open.
+/// The connections a listener has open, and its limits.
 final class ConnectionBudget: Sendable {
     let limits: ListenerLimits
-    private let open = Atomic<Int>(0)
-    init(_ limits: ListenerLimits) { self.limits = limits }
-
-    /// Counts a new connection; false when it is over the cap (it is counted all the same, until it closes).
-    func opened() -> Bool { open.wrappingAdd(1, ordering: .relaxed).newValue <= limits.maxConnections }
-    func closed() { open.wrappingSubtract(1, ordering: .relaxed) }
+    let cap: ConnectionCap
+    init(_ limits: ListenerLimits) {
+        self.limits = limits
+        cap = ConnectionCap(limits.maxConnections)
+    }
 }
 
 /// The first handler after the HTTP decoder, on every connection of a listener: counts it against the cap
@@ -55,7 +54,7 @@ final class ListenerGuard: ChannelDuplexHandler, RemovableChannelHandler, @unche
     private func start(_ context: ChannelHandlerContext) {
         guard !counted else { return }
         counted = true
-        overCap = !budget.opened()
+        overCap = !budget.cap.opened()
         arm(context, budget.limits.idleTimeout)
     }
 
@@ -71,7 +70,7 @@ final class ListenerGuard: ChannelDuplexHandler, RemovableChannelHandler, @unche
         timer = nil
         if counted {
             counted = false
-            budget.closed()
+            budget.cap.closed()
         }
     }
 
