@@ -19,6 +19,9 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
     case invalidRequest(String)
     /// The function's response is over the contract's limit (407).
     case responseTooLarge(limit: Int)
+    /// The function answered with something faasbox cannot relay: a response its HTTP/1.1 parser refuses, or
+    /// `101 Switching Protocols` (502, with the reason).
+    case badResponse(String)
     /// The function ran out of its memory during the invocation (the cgroup's OOM killer struck; 434).
     case memoryLimitExceeded(memoryMB: Int)
     /// The request is over the contract's limit (bytes, limit).
@@ -40,6 +43,7 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .invalidRequest: return .invalidParameter
         case .requestTooLarge: return .requestTooLarge
         case .responseTooLarge: return .responseTooLarge
+        case .badResponse: return .badGateway
         case .memoryLimitExceeded: return .memoryLimitReached
         case .functionError, .jobFailed: return .userCodeError
         case .cancelled: return .internalError
@@ -64,6 +68,7 @@ public enum BootstrapError: Error, Sendable, CustomStringConvertible {
         case .invalidRequest(let message): return "invalid request: \(message)"
         case .requestTooLarge(let size, let limit): return "the request is \(size) bytes, over the limit of \(limit)"
         case .responseTooLarge(let limit): return "the function's response is over the limit of \(limit) bytes"
+        case .badResponse(let reason): return "bad gateway: the function's answer cannot be relayed: \(reason)"
         case .memoryLimitExceeded(let mb):
             return "the function exceeded its memory limit of \(mb) MB and was killed by the OOM killer"
         case .functionError(let message): return "the function returned an error: \(message)"

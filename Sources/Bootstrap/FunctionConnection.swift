@@ -150,6 +150,12 @@ private final class ResponseRelay: ChannelInboundHandler, @unchecked Sendable {
             case .head(let h):
                 started = true
                 keepAlive = h.isKeepAlive
+                if h.status == .switchingProtocols {
+                    // Relayed, it would leave the caller waiting on a protocol faasbox does not carry.
+                    throw BootstrapError.badResponse(
+                        "101 Switching Protocols (to \(h.headers["Upgrade"].first ?? "?")): faasbox relays HTTP "
+                            + "requests and responses, not upgraded connections such as WebSocket")
+                }
                 try exchange.onHead(
                     HTTPResponse(
                         status: Int(h.status.code), reason: h.status.reasonPhrase,
@@ -180,6 +186,12 @@ private final class ResponseRelay: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // The codec refused what the function sent: bytes arrived, so the request is not sent again.
+        if let parse = error as? HTTPParserError {
+            started = true
+            fail(BootstrapError.badResponse("its response is not valid HTTP/1.1 (\(parse))"), context: context)
+            return
+        }
         fail(error, context: context)
     }
 
@@ -198,10 +210,12 @@ private final class ResponseRelay: ChannelInboundHandler, @unchecked Sendable {
         if !started { fail(error, context: nil) }
     }
 
+    /// Fails the armed exchange with `error`, then closes the connection: in that order, as the close calls
+    /// `channelInactive` at once, whose "closed before a complete response" must not take the place of `error`.
     private func fail(_ error: any Error, context: ChannelHandlerContext?) {
-        context?.close(promise: nil)
-        guard let exchange = current else { return }
+        let exchange = current
         current = nil
-        exchange.done.fail(FunctionConnection.Failure(underlying: error, responseStarted: started))
+        exchange?.done.fail(FunctionConnection.Failure(underlying: error, responseStarted: started))
+        context?.close(promise: nil)
     }
 }

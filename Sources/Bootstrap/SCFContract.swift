@@ -68,6 +68,9 @@ public enum SCFContract {
 
     public static func isSystemVariable(_ name: String) -> Bool { name.hasPrefix("SCF_") || systemVariables.contains(name) }
 
+    /// How long an instance stays idle before its program is frozen (docs/limits.md, "CPU").
+    public static let defaultFreezeIdleAfter: Duration = .milliseconds(50)
+
     public enum ErrorCode: Int, Sendable {
         case invalidParameter = 400
         case containerStateExited = 405
@@ -80,6 +83,9 @@ public enum SCFContract {
         case memoryLimitReached = 434
         case userProcessExited = 439
         case internalError = 500
+        /// The function answered, but not with an HTTP/1.1 response faasbox can relay (one its parser refuses,
+        /// or `101 Switching Protocols`): a reverse proxy's bad gateway, with the reason.
+        case badGateway = 502
     }
 
     /// The message SCF gives when the HTTP server never listened (583/41076).

@@ -91,6 +91,32 @@ import Testing
         }
     }
 
+    /// What faasbox cannot relay is a bad gateway with its reason (502), at once, and the server keeps serving:
+    /// a `101 Switching Protocols` (a WebSocket handshake) and a response its HTTP/1.1 parser refuses.
+    @Test(arguments: [
+        (
+            "HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n",
+            "101 Switching Protocols"
+        ),
+        ("HTTP/1.1 200 OK\\r\\nNo colon here\\r\\n\\r\\n", "invalid character in header"),
+    ])
+    func anAnswerThatCannotBeRelayedIsABadGateway(answer: String, reason: String) async throws {
+        try await withServer { server in
+            // Each connection: read the request line, answer `answer`, then hold the connection open.
+            let handler = "read l; printf '\(answer)'; sleep 30"
+            _ = try await server.deploy(
+                "odd", image: "hello-web", ["command": ["/bin/sh", "-c", "exec nc -ll -p 9000 -e /bin/sh -c \"\(handler)\""]])
+            _ = try await server.deploy("ka", image: "hello-keepalive")
+            let begin = ContinuousClock.now
+            let answered = try await server.call(.GET, "/web/odd/chat")
+            #expect(ContinuousClock.now - begin < .seconds(5), "at once, not after the function gives up")
+            #expect(answered.status == 502, "\(answered.status) \(answered.text)")
+            #expect(answered.text.contains(#""Code":"badGateway""#) && answered.text.contains(reason), "\(answered.text)")
+            let after = try await server.call(.GET, "/web/ka/still")
+            #expect(after.status == 200 && after.text.contains("path: /still"))
+        }
+    }
+
     @Test func errorsAreTheAPIsJSONAndTheServerKeepsServing() async throws {
         try await withServer { server in
             _ = try await server.deploy("ka", image: "hello-keepalive")
