@@ -120,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "ExecutorTests",
             dependencies: [
-                "Executor", "Bootstrap", "ImageRuntime", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                "Executor", "Bootstrap", "ImageRuntime", "Sandbox", "TestSupport", .product(name: "GRDB", package: "GRDB.swift"),
             ]),
         .testTarget(
             name: "ServiceTests",

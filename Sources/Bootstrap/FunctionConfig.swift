@@ -28,6 +28,10 @@ public struct FunctionConfig: Sendable {
     public var handler = "index.main_handler"
     /// SIGTERM, then this long for the instance to exit before SIGKILL, when an instance is stopped.
     public var stopGrace: Duration = .seconds(2)
+    /// Freeze an instance's program once it has been idle this long (`FunctionInstance.suspend`): an idle
+    /// instance then spends no CPU, whatever it left running; the next invocation thaws it. nil: never. The
+    /// short wait spares back-to-back calls a freeze and a thaw each.
+    public var freezeIdleAfter: Duration? = SCFContract.defaultFreezeIdleAfter
     public var version = SCFContract.defaultVersion
     public var namespace = SCFContract.defaultNamespace
 

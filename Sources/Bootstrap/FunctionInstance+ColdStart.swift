@@ -154,6 +154,7 @@ extension FunctionInstance {
         spec.limits.memoryBytes = Int64(config.memoryMB) << 20
         spec.limits.cpuWeight = SCFContract.cpuWeight(memoryMB: config.memoryMB)
         spec.limits.cpus = config.cpus
+        spec.freezable = config.freezeIdleAfter != nil && config.kind != .job
         spec.network = config.hostNetwork ? .host : .isolated
         spec.seccomp = config.seccomp?.profile
         spec.userNamespace = config.userNamespace?.sandbox

@@ -14,6 +14,7 @@ extension FunctionInstance {
     public func deliver(
         _ invocation: Invocation, requestID: String, timeout: Duration, sink: ResponseSink? = nil
     ) async throws(BootstrapError) -> HTTPResponse {
+        resume()
         switch (invocation, protocolKind) {
         case (_, .job):
             try await waitForJob(timeout: timeout)

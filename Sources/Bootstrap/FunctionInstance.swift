@@ -23,6 +23,17 @@ public final class FunctionInstance: Sendable {
     let connections: UpstreamConnections
     /// The teardown, once `stop` has begun it.
     private let stopping = Mutex<Task<Void, Never>?>(nil)
+    /// Whether the program is frozen now (`suspend`), how long the last thaw took, and a count that each
+    /// `suspend` and `resume` moves on (a freeze scheduled by a `suspend` happens only if nothing came since).
+    private let freezing = Mutex(FreezeState())
+    private struct FreezeState {
+        var frozen = false
+        var lastThaw: Duration?
+        var generation: UInt64 = 0
+        /// `stop` has begun: no freeze from now on (one landing after the teardown's thaw would leave the
+        /// dying program frozen, and pid 1 waiting for it forever).
+        var stopping = false
+    }
 
     /// The ways an instance takes its invocations (contract §1).
     public enum ProtocolKind: String, Sendable {
@@ -71,11 +82,66 @@ public final class FunctionInstance: Sendable {
     /// Whether the cgroup's OOM killer has struck the instance.
     var oomKilled: Bool { process.cgroup.oomKilled() }
 
+    // MARK: freezing while idle
+
+    /// Freezes the program once it has been idle for the config's `freezeIdleAfter` (unless an invocation
+    /// comes first: `deliver` thaws, and cancels a freeze to come), where the host has a freezer: an idle
+    /// instance spends no CPU, whatever it left running (SCF and Lambda freeze theirs too). pid 1 stays out of
+    /// the freeze, so the instance still dies with the faasbox that started it.
+    public func suspend() {
+        guard let delay = config.freezeIdleAfter, process.canFreeze, isAlive else { return }
+        let generation = freezing.withLock { state in
+            state.generation &+= 1
+            return state.generation
+        }
+        if delay <= .zero {
+            freeze(ifStill: generation)
+        } else {
+            group.next().scheduleTask(in: delay.timeAmount) { self.freeze(ifStill: generation) }
+        }
+    }
+
+    private func freeze(ifStill generation: UInt64) {
+        freezing.withLock { state in
+            guard state.generation == generation, !state.frozen, !state.stopping, isAlive else { return }
+            if (try? process.setFrozen(true)) != nil { state.frozen = true }
+        }
+    }
+
+    /// Thaws the program if `suspend` froze it, and cancels a freeze it scheduled.
+    func resume() {
+        freezing.withLock { state in
+            state.generation &+= 1
+            guard state.frozen else { return }
+            let begin = ContinuousClock.now
+            try? process.setFrozen(false)
+            state.frozen = false
+            state.lastThaw = ContinuousClock.now - begin
+        }
+    }
+
+    /// Whether the instance still runs, looking closer than `isAlive` (for the periodic upkeep, not the warm
+    /// path): a pid 1 killed from outside while the program was frozen cannot finish exiting until the program
+    /// is thawed, which this then does (so it dies), and answers false.
+    public func checkAlive() -> Bool {
+        guard isAlive else { return false }
+        guard isSuspended, process.isExiting else { return true }
+        resume()
+        return false
+    }
+
+    /// Whether `suspend` has frozen the program (and nothing has thawed it since).
+    public var isSuspended: Bool { freezing.withLock { $0.frozen } }
+
+    /// How long the last thaw took (the write that wakes the program), if there was one.
+    public var lastThaw: Duration? { freezing.withLock { $0.lastThaw } }
+
     // MARK: teardown
 
     /// Stops the instance (SIGTERM, `grace` — by default the function's `stopGrace` — then SIGKILL of the whole
     /// cgroup), removes its cgroup, unmounts and deletes its rootfs. Idempotent.
     public func stop(grace: Duration? = nil) async {
+        freezing.withLock { $0.stopping = true }
         // The first call tears down; any other call, concurrent or later, waits for that teardown to finish.
         let teardown = stopping.withLock { task in
             if let task { return task }

@@ -311,7 +311,8 @@ static void child_main(const struct fb_spawn_config *cfg) {
     if (cfg->init_fd >= 0) {
         // faasbox-init inherits the report pipe (it reports the program's exec) and becomes pid 1.
         fcntl(CHILD_REPORT_FD, F_SETFD, 0);
-        if (cfg->init_inherit_fd >= 0) fcntl(cfg->init_inherit_fd, F_SETFD, 0);
+        for (int i = 0; cfg->init_inherit_fd >= 0 && i < cfg->n_init_inherit_fds; i++)
+            fcntl(cfg->init_inherit_fd + i, F_SETFD, 0);
         syscall(SYS_execveat, CHILD_INIT_FD, "", cfg->init_argv, cfg->envp, AT_EMPTY_PATH);
         int err = errno;
         fcntl(CHILD_REPORT_FD, F_SETFD, FD_CLOEXEC);

@@ -187,6 +187,7 @@ public actor FunctionPool {
         }
         provisioned.insert(instance.id)
         idle.append(Idle(instance: instance, since: .now))
+        instance.suspend()
         return ProvisionedReport(instanceID: instance.id, timings: instance.timings)
     }
 
@@ -206,8 +207,8 @@ public actor FunctionPool {
     /// replace those that are gone; returns the `Provisioned Report` lines of the new ones.
     public func maintain() async -> [ProvisionedReport] {
         await reclaimIdle()
-        let dead = idle.filter { !$0.instance.isAlive }
-        idle.removeAll { !$0.instance.isAlive }
+        let dead = idle.filter { !$0.instance.checkAlive() }
+        idle.removeAll { entry in dead.contains { $0.instance === entry.instance } }
         for entry in dead { await stopInstance(entry.instance) }
         var reports: [ProvisionedReport] = []
         while !draining && provisioned.count < provisionedTarget {
@@ -238,6 +239,8 @@ public actor FunctionPool {
         public let pid: Int32
         public let provisioned: Bool
         public let memoryBytes: Int64?
+        /// An idle instance's program is frozen (FunctionConfig.freezeIdleAfter).
+        public let frozen: Bool
     }
 
     /// The live instances: idle ones, then busy ones.
@@ -245,7 +248,7 @@ public actor FunctionPool {
         let info = { (instance: FunctionInstance, state: String) in
             InstanceInfo(
                 id: instance.id, state: state, pid: instance.pid, provisioned: self.provisioned.contains(instance.id),
-                memoryBytes: instance.memoryCurrent)
+                memoryBytes: instance.memoryCurrent, frozen: instance.isSuspended)
         }
         return idle.map { info($0.instance, "idle") } + busy.values.sorted { $0.id < $1.id }.map { info($0, "busy") }
     }
@@ -275,6 +278,7 @@ public actor FunctionPool {
             await stopInstance(instance)
         } else {
             idle.append(Idle(instance: instance, since: .now))
+            instance.suspend()
         }
     }
 

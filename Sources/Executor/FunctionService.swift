@@ -19,6 +19,8 @@ public final class FunctionService: Sendable {
         public var host = HostPolicy()
         /// What the invocation logs may take (docs/limits.md).
         public var logs = LogLimits()
+        /// How long an instance is idle before it is frozen (FunctionConfig.freezeIdleAfter); nil: never.
+        public var freezeIdleAfter: Duration? = SCFContract.defaultFreezeIdleAfter
         public init() {}
     }
 
@@ -90,7 +92,9 @@ public final class FunctionService: Sendable {
         do { validated = try options.host.admit(try spec.validated(name: name), store: store) } catch {
             throw .invalidSpec(error)
         }
-        validated = validated.with(image: validated.image, config: try await rootIDs(name, validated.config))
+        var config = try await rootIDs(name, validated.config)
+        config.freezeIdleAfter = options.freezeIdleAfter
+        validated = validated.with(image: validated.image, config: config)
         do { _ = try await store.pull(validated.image) } catch {
             // What the failed pull stored (blobs of a junk archive, layers of a broken image) is referenced by no
             // image: it goes now, not at the next `faasbox gc` (under the store's lock, beside other pulls).

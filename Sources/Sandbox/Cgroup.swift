@@ -25,6 +25,61 @@ public protocol InstanceCgroup: Sendable {
     func killAll()
     /// Removes the cgroup (after its processes are gone); retries briefly while the kernel finishes exits.
     func remove() throws(SandboxError)
+    /// The program's own cgroup below the instance's, the one frozen while the instance is idle (pid 1 stays
+    /// out of it: see faasbox-init); nil where the host has no freezer or it was not asked for.
+    var freezer: FreezerCgroup? { get }
+}
+
+/// The cgroup an instance's program runs in, below the instance's own, frozen and thawed as a whole: a v1
+/// freezer (`freezer.state`) or a cgroup v2 directory (`cgroup.freeze`, which needs no controller). Its state
+/// file stays open: a freeze or a thaw is one pwrite(2).
+public final class FreezerCgroup: Sendable {
+    public let directory: String
+    /// The file the program joins by writing "0": `tasks` (v1: moves the one thread, see CgroupV1) or
+    /// `cgroup.procs` (v2).
+    let joinFile: String
+    let stateFile: String
+    private let version: Version
+    private let state: OwnedFileDescriptor
+
+    enum Version { case v1, v2 }
+
+    /// The program's cgroup below `parent`, if it exists.
+    init(existingBelow parent: String, version: Version) throws(SandboxError) {
+        directory = "\(parent)/\(Self.name)"
+        self.version = version
+        joinFile = "\(directory)/" + (version == .v1 ? "tasks" : "cgroup.procs")
+        stateFile = "\(directory)/" + (version == .v1 ? "freezer.state" : "cgroup.freeze")
+        do { state = try OwnedFileDescriptor.open(stateFile, O_WRONLY | O_CLOEXEC) } catch { throw .syscall(error) }
+    }
+
+    /// Creates the program's cgroup below `parent`.
+    static func create(below parent: String, version: Version) throws(SandboxError) -> FreezerCgroup {
+        let dir = "\(parent)/\(name)"
+        if mkdir(dir, 0o755) != 0 { throw .syscall(.current("mkdir", path: dir)) }
+        return try FreezerCgroup(existingBelow: parent, version: version)
+    }
+
+    /// The directory's name below the instance's cgroup.
+    static let name = "program"
+
+    /// Freezes (`true`) or thaws every process in the cgroup. A freeze takes effect as each task next enters
+    /// the kernel or is scheduled (v1 reads FREEZING meanwhile); a thaw wakes them at once.
+    public func setFrozen(_ frozen: Bool) throws(SandboxError) {
+        let word = version == .v1 ? (frozen ? "FROZEN" : "THAWED") : (frozen ? "1" : "0")
+        let n = word.withCString { pwrite(state.rawValue, $0, strlen($0), 0) }
+        if n < 0 { throw .syscall(.current("write", path: stateFile)) }
+    }
+
+    /// Whether every task of the cgroup is frozen now (v1 FROZEN, not FREEZING; v2 `frozen 1` in cgroup.events).
+    public var isFrozen: Bool {
+        switch version {
+        case .v1: return CgroupFile.read(stateFile)?.hasPrefix("FROZEN") == true
+        case .v2: return CgroupFile.keyed("\(directory)/cgroup.events", "frozen") == 1
+        }
+    }
+
+    var processes: [pid_t] { CgroupFile.pids("\(directory)/cgroup.procs") }
 }
 
 /// What the host offers, detected once per process from /proc/self/cgroup and /proc/self/mountinfo.
@@ -46,13 +101,16 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Creates the cgroup of one instance with `limits`.
-    public func createInstance(_ id: String, limits: ResourceLimits) throws(SandboxError) -> InstanceCgroup {
+    /// Creates the cgroup of one instance with `limits`; with `freezer`, and where the host can freeze, the
+    /// program's cgroup below it (`InstanceCgroup.freezer`).
+    public func createInstance(_ id: String, limits: ResourceLimits, freezer: Bool = false) throws(SandboxError)
+        -> InstanceCgroup
+    {
         switch self {
         case .v2(let base, let controllers):
-            return try CgroupV2.create(base: base, controllers: controllers, id: id, limits: limits)
+            return try CgroupV2.create(base: base, controllers: controllers, id: id, limits: limits, freezer: freezer)
         case .v1(let bases):
-            return try CgroupV1.create(bases: bases, id: id, limits: limits)
+            return try CgroupV1.create(bases: bases, id: id, limits: limits, freezer: freezer)
         case .unavailable(let reason):
             throw .cgroup("cannot create a cgroup for instance \(id): \(reason)")
         }

@@ -5,10 +5,17 @@
 /// An instance cgroup on v1 hierarchies: one directory per controller (memory, pids, cpu, freezer).
 struct CgroupV1: InstanceCgroup {
     let dirs: [String: String]
+    let freezer: FreezerCgroup?
     private let peak: OpenCgroupFile?
 
+    /// The cgroup in `dirs`, with the program's freezer cgroup below the freezer directory if there is one.
     init(dirs: [String: String]) {
+        self.init(dirs: dirs, freezer: dirs["freezer"].flatMap { try? FreezerCgroup(existingBelow: $0, version: .v1) })
+    }
+
+    private init(dirs: [String: String], freezer: FreezerCgroup?) {
         self.dirs = dirs
+        self.freezer = freezer
         peak = dirs["memory"].map { OpenCgroupFile("\($0)/memory.max_usage_in_bytes") }
     }
 
@@ -18,22 +25,31 @@ struct CgroupV1: InstanceCgroup {
     var procsFiles: [String] { dirs.keys.sorted().map { "\(dirs[$0]!)/tasks" } }
     var directories: [String] { dirs.keys.sorted().map { dirs[$0]! } }
 
-    static func create(bases: [String: String], id: String, limits: ResourceLimits) throws(SandboxError) -> CgroupV1 {
+    static func create(bases: [String: String], id: String, limits: ResourceLimits, freezer: Bool) throws(SandboxError)
+        -> CgroupV1
+    {
         var dirs: [String: String] = [:]
-        for (controller, base) in bases {
-            try CgroupFile.createDirectory(base)
-            let dir = "\(base)/\(id)"
-            if mkdir(dir, 0o755) != 0 { throw .syscall(.current("mkdir", path: dir)) }
-            dirs[controller] = dir
-        }
-        let cgroup = CgroupV1(dirs: dirs)
-        do {
-            try cgroup.apply(limits)
+        do throws(SandboxError) {
+            for (controller, base) in bases {
+                try CgroupFile.createDirectory(base)
+                let dir = "\(base)/\(id)"
+                if mkdir(dir, 0o755) != 0 { throw .syscall(.current("mkdir", path: dir)) }
+                dirs[controller] = dir
+            }
         } catch {
-            try? cgroup.remove()
+            try? CgroupV1(dirs: dirs, freezer: nil).remove()
             throw error
         }
-        return cgroup
+        var program: FreezerCgroup?
+        do throws(SandboxError) {
+            if freezer, let dir = dirs["freezer"] { program = try FreezerCgroup.create(below: dir, version: .v1) }
+            let cgroup = CgroupV1(dirs: dirs, freezer: program)
+            try cgroup.apply(limits)
+            return cgroup
+        } catch {
+            try? CgroupV1(dirs: dirs, freezer: program).remove()
+            throw error
+        }
     }
 
     private func apply(_ limits: ResourceLimits) throws(SandboxError) {
@@ -72,25 +88,30 @@ struct CgroupV1: InstanceCgroup {
     }
 
     func processes() -> [pid_t] {
-        var all = Set<pid_t>()
+        var all = Set<pid_t>(freezer?.processes ?? [])
         for dir in dirs.values { all.formUnion(CgroupFile.pids("\(dir)/cgroup.procs")) }
         return all.sorted()
     }
 
-    /// Freeze, SIGKILL every task, thaw: nothing can fork away in between.
+    /// Freeze, SIGKILL every task, thaw: nothing can fork away in between. The program's cgroup is thawed too
+    /// (a v1 child keeps a state of its own): a frozen task dies only once thawed.
     func killAll() {
-        let freezer = dirs["freezer"]
-        if let freezer { try? CgroupFile.write("\(freezer)/freezer.state", "FROZEN") }
+        let dir = dirs["freezer"]
+        if let dir { try? CgroupFile.write("\(dir)/freezer.state", "FROZEN") }
         for _ in 0..<3 {
             let pids = processes()
             if pids.isEmpty { break }
             for pid in pids { kill(pid, SIGKILL) }
         }
-        if let freezer { try? CgroupFile.write("\(freezer)/freezer.state", "THAWED") }
+        try? freezer?.setFrozen(false)
+        if let dir { try? CgroupFile.write("\(dir)/freezer.state", "THAWED") }
     }
 
     func remove() throws(SandboxError) {
         var firstError: SandboxError?
+        if let freezer {
+            do { try CgroupFile.removeDirectory(freezer.directory) } catch { firstError = error }
+        }
         for dir in directories {
             do { try CgroupFile.removeDirectory(dir) } catch { firstError = firstError ?? error }
         }

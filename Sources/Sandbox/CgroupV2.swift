@@ -5,10 +5,17 @@
 /// An instance cgroup on the unified hierarchy.
 struct CgroupV2: InstanceCgroup {
     let dir: String
+    let freezer: FreezerCgroup?
     private let peak: OpenCgroupFile
 
+    /// The cgroup at `dir`, with the program's cgroup below it if there is one.
     init(dir: String) {
+        self.init(dir: dir, freezer: try? FreezerCgroup(existingBelow: dir, version: .v2))
+    }
+
+    private init(dir: String, freezer: FreezerCgroup?) {
         self.dir = dir
+        self.freezer = freezer
         peak = OpenCgroupFile("\(dir)/memory.peak")
     }
 
@@ -45,11 +52,17 @@ struct CgroupV2: InstanceCgroup {
         return .v2(base: base, controllers: controllers)
     }
 
-    static func create(base: String, controllers: [String], id: String, limits: ResourceLimits) throws(SandboxError) -> CgroupV2 {
+    /// The instance's cgroup; with `freezer`, the program's below it: the instance's enables no controller for
+    /// its children (its subtree_control stays empty), so pid 1 may stay in it beside the program's cgroup, and
+    /// the instance's limits cover both.
+    static func create(base: String, controllers: [String], id: String, limits: ResourceLimits, freezer: Bool)
+        throws(SandboxError) -> CgroupV2
+    {
         let dir = "\(base)/\(id)"
         if mkdir(dir, 0o755) != 0 { throw .syscall(.current("mkdir", path: dir)) }
-        let cgroup = CgroupV2(dir: dir)
+        var cgroup = CgroupV2(dir: dir, freezer: nil)
         do {
+            if freezer { cgroup = CgroupV2(dir: dir, freezer: try FreezerCgroup.create(below: dir, version: .v2)) }
             if let bytes = limits.memoryBytes {
                 try CgroupFile.write("\(dir)/memory.max", "\(bytes)")
                 if CgroupFile.read("\(dir)/memory.swap.max") != nil { try CgroupFile.write("\(dir)/memory.swap.max", "0") }
@@ -72,12 +85,18 @@ struct CgroupV2: InstanceCgroup {
     func memoryCurrent() -> Int64? { CgroupFile.int("\(dir)/memory.current") }
     func cpuUsage() -> Duration? { CgroupFile.keyed("\(dir)/cpu.stat", "usage_usec").map { .microseconds($0) } }
     func oomKilled() -> Bool { (CgroupFile.keyed("\(dir)/memory.events", "oom_kill") ?? 0) > 0 }
-    func processes() -> [pid_t] { CgroupFile.pids("\(dir)/cgroup.procs") }
+    func processes() -> [pid_t] { (CgroupFile.pids("\(dir)/cgroup.procs") + (freezer?.processes ?? [])).sorted() }
 
+    /// cgroup.kill (descendants too; a frozen task dies of SIGKILL on v2), else SIGKILL to each process.
     func killAll() {
-        if (try? CgroupFile.write("\(dir)/cgroup.kill", "1")) != nil { return }
-        for pid in processes() { kill(pid, SIGKILL) }
+        if (try? CgroupFile.write("\(dir)/cgroup.kill", "1")) == nil {
+            for pid in processes() { kill(pid, SIGKILL) }
+        }
+        try? freezer?.setFrozen(false)
     }
 
-    func remove() throws(SandboxError) { try CgroupFile.removeDirectory(dir) }
+    func remove() throws(SandboxError) {
+        if let freezer { try CgroupFile.removeDirectory(freezer.directory) }
+        try CgroupFile.removeDirectory(dir)
+    }
 }

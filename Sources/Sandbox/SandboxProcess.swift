@@ -77,6 +77,32 @@ public final class SandboxProcess: Sendable {
             cpuTime: cgroup.cpuUsage(), oomKilled: cgroup.oomKilled())
     }
 
+    /// Whether the program can be frozen (the spec asked for it and the host has a freezer).
+    public var canFreeze: Bool { cgroup.freezer != nil }
+
+    /// Freezes or thaws the program (every process but pid 1; see `SandboxSpec.freezable`). A freeze is
+    /// asynchronous (each task stops as it next runs); a thaw wakes them at once. Throws where `canFreeze` is
+    /// false or the cgroup is gone.
+    public func setFrozen(_ frozen: Bool) throws(SandboxError) {
+        guard let freezer = cgroup.freezer else { throw .cgroup("instance \(pid) has no freezer cgroup") }
+        try freezer.setFrozen(frozen)
+    }
+
+    /// Whether every process of the program is frozen now.
+    public var isFrozen: Bool { cgroup.freezer?.isFrozen ?? false }
+
+    /// Whether pid 1 has begun to exit (PF_EXITING in /proc/PID/stat) without finishing: it waits for the rest
+    /// of its pid namespace to die, which a v1-frozen process does only once thawed. (pid 1 killed from
+    /// outside while the program is frozen; faasbox's own kills thaw first.)
+    public var isExiting: Bool {
+        let stat = FileSystem.readProcFile("/proc/\(pid)/stat")
+        guard let end = stat.lastIndex(of: ")") else { return false }
+        // After "pid (comm)": state ppid pgrp session tty_nr tpgid flags …
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 6, let flags = UInt32(fields[6]) else { return false }
+        return flags & 0x4 != 0  // PF_EXITING
+    }
+
     /// Sends `signal` to pid 1, which forwards it to the program.
     public func signal(_ signal: Int32) {
         _ = fb_pidfd_send_signal(pidfd.rawValue, signal)
@@ -104,6 +130,7 @@ public final class SandboxProcess: Sendable {
     public func stop(grace: Duration = .zero) async -> ExitStatus {
         if stopped.setOnce() {
             if exitStatus == nil && grace > .zero {
+                try? cgroup.freezer?.setFrozen(false)  // a frozen program would not see its SIGTERM
                 signal(SIGTERM)
                 await withTaskGroup(of: Bool.self) { group in
                     group.addTask {

@@ -20,6 +20,10 @@ public struct SandboxSpec: Sendable {
     /// pid 1 is faasbox-init, a tiny static program that forwards signals and reaps zombies, and the program
     /// runs as its child; otherwise the program is pid 1.
     public var initProcess = true
+    /// The program runs in a cgroup of its own below the instance's, which `SandboxProcess.setFrozen` freezes
+    /// and thaws (pid 1, faasbox-init, stays out of it). Needs `initProcess`; ignored where the host has no
+    /// freezer (then `SandboxProcess.canFreeze` is false).
+    public var freezable = false
     /// A user namespace of its own, nil for none (faasbox runs as root on the host and drops to `user`).
     public var userNamespace: UserNamespace?
     /// A unique name for the instance (its cgroup's name).

@@ -62,7 +62,8 @@ public enum Sandbox {
             }
         }
         try Mounts.prepare(spec)
-        let cgroup = try cgroups.createInstance(spec.instanceID, limits: spec.limits)
+        let cgroup = try cgroups.createInstance(
+            spec.instanceID, limits: spec.limits, freezer: spec.freezable && spec.initProcess)
         do {
             return try clone(spec, program: program, cgroup: cgroup)
         } catch {
@@ -75,10 +76,17 @@ public enum Sandbox {
     private static func clone(_ spec: SandboxSpec, program: String, cgroup: InstanceCgroup) throws(SandboxError) -> SandboxProcess
     {
         let arena = CArena()
-        if spec.mounts.count > Int(FB_MAX_KEEP_FDS) - 1 { throw .invalidSpec("at most \(FB_MAX_KEEP_FDS - 1) mounts") }
+        if spec.mounts.count > Int(FB_MAX_KEEP_FDS) - 3 { throw .invalidSpec("at most \(FB_MAX_KEEP_FDS - 3) mounts") }
         let sources = try Mounts.openSources(spec)
-        // The lifeline's read end goes last among the kept descriptors; faasbox-init keeps it (Lifeline.swift).
+        // The lifeline's read end and the program's freezer files go last among the kept descriptors;
+        // faasbox-init keeps them (Lifeline.swift, faasbox-init's main.c).
         let lifeline = spec.initProcess ? Lifeline.readEnd() : nil
+        var freezerFiles: [OwnedFileDescriptor] = []
+        if spec.initProcess, let freezer = cgroup.freezer {
+            for file in [freezer.joinFile, freezer.stateFile] {
+                do { freezerFiles.append(try .open(file, O_WRONLY | O_CLOEXEC)) } catch { throw .syscall(error) }
+            }
+        }
         // Where the child has them once its descriptors are compacted (spawn.c, compact_fds).
         let cgroupFDs = min(cgroup.procsFiles.count, 8)
         let steps = Mounts.steps(for: spec, sources: sources.indices.map { CInt(8 + cgroupFDs + $0) })
@@ -107,7 +115,8 @@ public enum Sandbox {
         config.new_cgroup_ns = 1
         config.cgroup_proc_fds = UnsafePointer(arena.array(procFDs))
         config.n_cgroup_proc_fds = CInt(procFDs.count)
-        let kept = sources.map(\.rawValue) + (lifeline.map { [$0.rawValue] } ?? [])
+        let initKept = (lifeline.map { [$0] } ?? []) + freezerFiles
+        let kept = sources.map(\.rawValue) + initKept.map(\.rawValue)
         config.keep_fds = UnsafePointer(arena.array(kept))
         config.n_keep_fds = CInt(kept.count)
         config.hostname = UnsafePointer(arena.string(spec.hostname))
@@ -156,11 +165,14 @@ public enum Sandbox {
             config.init_fd = try InitBinary.descriptor.get().rawValue
             // faasbox-init finds the report pipe at fd 3 in the child (see spawn.c), the lifeline after the mounts'.
             var initArguments = [InitBinary.name, "3"]
+            var number = CInt(8 + cgroupFDs + sources.count)
+            config.init_inherit_fd = initKept.isEmpty ? -1 : number
+            config.n_init_inherit_fds = CInt(initKept.count)
             if lifeline != nil {
-                let number = CInt(8 + cgroupFDs + sources.count)
-                config.init_inherit_fd = number
                 initArguments += ["--lifeline", "\(number)"]
+                number += 1
             }
+            if !freezerFiles.isEmpty { initArguments += ["--freezer", "\(number)", "\(number + 1)"] }
             config.init_argv = UnsafePointer(arena.stringArray(initArguments + ["--"] + spec.arguments))
         }
         if let filter {
@@ -197,7 +209,7 @@ public enum Sandbox {
             _ = withUnsafeBytes(of: go) { Glibc.write(sync.write.rawValue, $0.baseAddress, 1) }
             sync.write.close()
         }
-        defer { withExtendedLifetime(sources) {} }
+        defer { withExtendedLifetime((sources, initKept)) {} }
         switch readReport(report.read, timeout: 10_000) {
         case .execed:
             return process
@@ -263,6 +275,7 @@ public enum Sandbox {
         case FB_STAGE_EXEC: return "execve \(program)"
         case FB_STAGE_INIT: return "execveat \(InitBinary.name)"
         case FB_STAGE_USERNS: return "waiting for the user namespace's id maps"
+        case FB_STAGE_FREEZER: return "joining the program's freezer cgroup"
         default: return "stage \(stage)"
         }
     }

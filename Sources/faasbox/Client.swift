@@ -235,8 +235,9 @@ struct PS: AsyncParsableCommand {
         for name in byFunction.keys.sorted() {
             for i in byFunction[name]! {
                 let memory = (i["memoryBytes"] as? Int).map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "-"
+                let state = (i["frozen"] as? Bool) == true ? "frozen" : "\(i["state"] ?? "")"
                 print(
-                    name.padding(24) + "\(i["id"] ?? "")".padding(22) + "\(i["state"] ?? "")".padding(7)
+                    name.padding(24) + "\(i["id"] ?? "")".padding(22) + state.padding(7)
                         + "\(i["pid"] ?? "")".padding(9) + ((i["provisioned"] as? Bool) == true ? "yes" : "no").padding(6)
                         + memory)
             }

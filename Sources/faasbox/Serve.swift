@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bootstrap
 import Executor
 import Foundation
 import Logging
@@ -62,6 +63,12 @@ struct Serve: AsyncParsableCommand {
     )
     var logReserveMB: Int = 64
 
+    @Option(
+        help: ArgumentHelp(
+            "Milliseconds an instance is idle before it is frozen (no CPU until its next call thaws it); -1: never.",
+            valueName: "ms"))
+    var freezeIdleAfter: Int = Int(SCFContract.defaultFreezeIdleAfter.milliseconds)
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .info
 
@@ -96,6 +103,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(
                 "--max-connections, --client-timeout, --function-logs-mb and --total-logs-mb must be positive")
         }
+        options.freezeIdleAfter = freezeIdleAfter < 0 ? nil : .milliseconds(freezeIdleAfter)
         options.logs.functionBytes = Int64(functionLogsMB) << 20
         options.logs.totalBytes = Int64(totalLogsMB) << 20
         options.logs.freeSpaceReserve = Int64(logReserveMB) << 20

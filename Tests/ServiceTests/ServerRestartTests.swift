@@ -95,9 +95,21 @@ import Testing
         // A web function: its server keeps running without faasbox (a custom runtime would exit when its
         // runtime API goes away).
         _ = try await server.deploy("warm", image: "hello-web", ["provisioned": 2])
-        let before = try await server.instances("warm")
+        var before = try await server.instances("warm")
+        let idleBy = ContinuousClock.now + .seconds(5)
+        while !before.allSatisfy({ $0["frozen"] as? Bool == true }) && ContinuousClock.now < idleBy {
+            try await Task.sleep(for: .milliseconds(20))
+            before = try await server.instances("warm")
+        }
         let pids = before.compactMap { $0["pid"] as? Int }
         #expect(pids.count == 2)
+        // Idle (past 50 ms), so frozen: pid 1 stays out of the freeze to see the lifeline end, and thaws the program so the
+        // kill takes (a v1-frozen process dies only once thawed).
+        #expect(before.allSatisfy { $0["frozen"] as? Bool == true }, "\(before)")
+        let freezers = before.compactMap { ($0["id"] as? String).flatMap { CgroupHost.current.leftoverInstance($0)?.freezer } }
+        let frozenBy = ContinuousClock.now + .seconds(5)
+        while !freezers.allSatisfy(\.isFrozen) && ContinuousClock.now < frozenBy { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(freezers.count == 2 && freezers.allSatisfy(\.isFrozen))
         server.kill9()
         // The instances die with it (their pid 1 holds the server's lifeline), at once.
         let clock = ContinuousClock()

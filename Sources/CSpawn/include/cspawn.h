@@ -62,6 +62,7 @@ enum fb_stage {
     FB_STAGE_EXEC = 19,
     FB_STAGE_INIT = 20,
     FB_STAGE_USERNS = 21,
+    FB_STAGE_FREEZER = 22,            // faasbox-init: the program joining its freezer cgroup
     FB_STAGE_STEPS = 100,
 };
 
@@ -103,7 +104,8 @@ struct fb_spawn_config {
     char *const *envp;
     int init_fd;                      // faasbox-init (any fd, e.g. O_PATH): pid 1 execs it with init_argv; -1: pid 1 is the program
     char *const *init_argv;
-    int init_inherit_fd;              // a descriptor of the child (after compaction) that faasbox-init keeps across its exec; -1: none
+    int init_inherit_fd;              // the first of the child's descriptors (after compaction) that faasbox-init keeps across its exec; -1: none
+    int n_init_inherit_fds;           // how many, from init_inherit_fd on
     // With CLONE_NEWUSER in clone_flags the child is a copy (fork-like, not CLONE_VM | CLONE_VFORK) that first
     // waits for one byte on userns_sync_read_fd: the parent writes its uid_map and gid_map meanwhile. -1 otherwise.
     int userns_sync_read_fd, userns_sync_write_fd;
