@@ -50,11 +50,9 @@ final class OutputReader: Sendable {
     }
 
     private func run() {
-        var keys = [UInt64](repeating: 0, count: 64)
         while true {
-            guard let n = try? epoll.wait(into: &keys), n > 0 else { continue }
-            for key in keys[..<n] {
-                guard let (collector, pipe) = watched.withLock({ $0.byKey[key] }) else { continue }
+            _ = try? epoll.wait { key in
+                guard let (collector, pipe) = watched.withLock({ $0.byKey[key] }) else { return }
                 collector.drain(pipe: pipe)
             }
         }

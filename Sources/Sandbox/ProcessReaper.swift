@@ -63,15 +63,13 @@ final class ProcessReaper: Sendable {
     }
 
     private func run() {
-        var tokens = [UInt64](repeating: 0, count: 64)
         while true {
-            guard let n = try? epoll.wait(into: &tokens), n > 0 else { continue }
-            for token in tokens[0..<n] {
-                guard let entry = waiters.withLock({ $0[token] }) else { continue }
+            _ = try? epoll.wait { token in
+                guard let entry = waiters.withLock({ $0[token] }) else { return }
                 var code: CInt = 0
                 var status: CInt = 0
                 let rc = fb_waitid_pidfd(entry.pidfd, WEXITED | WNOHANG, &code, &status)
-                if rc == 1 { continue }  // not yet (spurious wakeup)
+                if rc == 1 { return }  // not yet (spurious wakeup)
                 epoll.remove(entry.pidfd)
                 waiters.withLock { _ = $0.removeValue(forKey: token) }
                 entry.done(rc < 0 ? .signaled(SIGKILL) : .from(code: code, status: status))

@@ -23,12 +23,16 @@ public final class Epoll: Sendable {
         _ = fb_epoll_del(descriptor.rawValue, fd)
     }
 
-    /// Blocks until some watched descriptor has input (or `timeoutMilliseconds`, -1 for none, passes); writes
-    /// the tokens of those ready into `tokens` (up to its count, at most 64) and returns how many. EINTR is
-    /// retried.
-    public func wait(into tokens: inout [UInt64], timeoutMilliseconds: CInt = -1) throws(SystemCallError) -> Int {
-        let n = tokens.withUnsafeMutableBufferPointer {
-            fb_epoll_wait(descriptor.rawValue, $0.baseAddress, CInt($0.count), timeoutMilliseconds)
+    /// Blocks until some watched descriptor has input (or `timeoutMilliseconds`, -1 for none, passes), calls
+    /// `ready` with the token of each one that has (at most 64 a call) and returns how many. EINTR is retried.
+    /// The tokens land in a buffer on the stack: a loop of waits allocates nothing. (An `inout [UInt64]` here,
+    /// sliced by the caller's loop, had the release build copy the array on every wait and leak the copy:
+    /// ~11 % of a function's output bytes stayed in serve's heap, 100 MB per 1 GiB.)
+    public func wait(timeoutMilliseconds: CInt = -1, _ ready: (UInt64) -> Void) throws(SystemCallError) -> Int {
+        let n = withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 64) { tokens -> CInt in
+            let n = fb_epoll_wait(descriptor.rawValue, tokens.baseAddress, CInt(tokens.count), timeoutMilliseconds)
+            for index in 0..<Int(max(0, n)) { ready(tokens[index]) }
+            return n
         }
         if n < 0 { throw .negated("epoll_wait", n) }
         return Int(n)
