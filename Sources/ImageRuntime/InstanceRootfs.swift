@@ -24,7 +24,10 @@ public enum RootfsMode: String, Sendable {
 
 /// The root filesystem of one instance: an overlay whose lower layers are the image's stored layers and whose
 /// upper and work directories are the instance's own, so starting an instance copies nothing (or, without
-/// overlayfs, a hard-link farm of the layers).
+/// overlayfs, a hard-link farm of the layers). With overlayfs the instance's directory is a small tmpfs of its
+/// own: the upper layer holds only what faasbox writes there (/etc/hosts, mount points: the function's rootfs
+/// is read-only) and the layer list, so a cold start writes nothing to the state dir's filesystem and works
+/// when that is full.
 public final class InstanceRootfs: Sendable {
     /// The instance's directory: `rootfs/`, `upper/`, `work/` live in it.
     public let directory: String
@@ -44,7 +47,13 @@ public final class InstanceRootfs: Sendable {
         if image.layers.isEmpty { throw .malformed(what: "image \(image.source)", reason: "it has no layers") }
         let rootfs = InstanceRootfs(directory: directory)
         do {
-            for sub in ["", "/rootfs", "/upper", "/work"] {
+            if mkdir(directory, 0o755) != 0 { throw SystemCallError.current("mkdir", path: directory) }
+            if mode == .overlay
+                && mount("tmpfs", directory, "tmpfs", UInt(MS_NODEV | MS_NOSUID), "size=\(upperBytes),mode=0755") != 0
+            {
+                throw SystemCallError.current("mount(tmpfs)", path: directory)
+            }
+            for sub in ["/rootfs", "/upper", "/work"] {
                 if mkdir(directory + sub, 0o755) != 0 { throw SystemCallError.current("mkdir", path: directory + sub) }
             }
             if mode == .hardlinkFarm {
@@ -64,6 +73,9 @@ public final class InstanceRootfs: Sendable {
         }
         return rootfs
     }
+
+    /// The size of an instance directory's tmpfs: the upper layer's few files and the layer list.
+    static let upperBytes = 16 << 20
 
     /// The overlay of `layers` (bottom first; their paths as given) at `rootfs.path`, over its upper and work.
     private static func mountOverlay(_ layers: [String], rootfs: InstanceRootfs) throws(ImageError) {
@@ -112,8 +124,10 @@ public final class InstanceRootfs: Sendable {
     @discardableResult
     public func remove() -> SystemCallError? {
         guard removed.setOnce() else { return nil }
-        if FileSystem.isMountPoint(path) && umount2(path, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
-            return .current("umount2", path: path)
+        for mounted in [path, directory] where FileSystem.isMountPoint(mounted) {
+            if umount2(mounted, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
+                return .current("umount2", path: mounted)
+            }
         }
         do { try FileSystem.removeTree(directory) } catch { return error }
         return nil
