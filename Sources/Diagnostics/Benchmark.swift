@@ -142,26 +142,45 @@ public struct Benchmark: Sendable {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
     }
 
-    /// `count` invocations of one warm instance.
+    /// `count` invocations of one warm instance, back to back ("warm invoke"); then `count / 4` pairs, each
+    /// after `gap` idle: one with the instance left as it was ("after idle"), one with it frozen meanwhile and
+    /// thawed by the invocation ("after freeze"), interleaved; and the thaw's own time (the write that wakes
+    /// the program, "thaw"). Where the host cannot freeze, only the first.
     public func warmInvocations(
-        image: String, invocation: Invocation, count: Int, progress: @escaping @Sendable (Int) -> Void = { _ in }
-    ) async throws -> Samples {
+        image: String, invocation: Invocation, count: Int, gap: Duration = .milliseconds(20),
+        progress: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async throws -> [Samples] {
+        var config = self.config
+        config.freezeIdleAfter = .zero  // suspend() freezes at once (called only for the frozen half)
         let instance = try await FunctionInstance.coldStart(image: image, store: store, config: config)
-        var samples = Samples("warm invoke")
+        var warm = Samples("warm invoke"), idle = Samples("after idle"), frozen = Samples("after freeze")
+        var thaw = Samples("thaw")
         let clock = ContinuousClock()
+        let pairs = instance.process.canFreeze ? count / 4 : 0
         do {
             for i in 0..<count {
                 let begin = clock.now
                 _ = try await instance.deliver(invocation, requestID: "warm-\(i)", timeout: config.timeout)
-                samples.add(clock.now - begin)
+                warm.add(clock.now - begin)
                 progress(i + 1)
+            }
+            for i in 0..<pairs {
+                for freeze in [false, true] {
+                    if freeze { instance.suspend() }
+                    try await Task.sleep(for: gap)
+                    if freeze && !instance.process.isFrozen { continue }  // not frozen yet: not a sample
+                    let begin = clock.now
+                    _ = try await instance.deliver(invocation, requestID: "gap-\(i)-\(freeze)", timeout: config.timeout)
+                    if freeze { frozen.add(clock.now - begin) } else { idle.add(clock.now - begin) }
+                    if freeze, let last = instance.lastThaw { thaw.add(last) }
+                }
             }
         } catch {
             await instance.stop(grace: .zero)
             throw error
         }
         await instance.stop(grace: .zero)
-        return samples
+        return [warm] + (pairs > 0 ? [idle, frozen, thaw] : [])
     }
 
     /// `count` sandboxes over the image's rootfs running `program` to its exit: InitRuntime (spawn until

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -42,7 +44,10 @@ struct CgroupV1: InstanceCgroup {
         }
         var program: FreezerCgroup?
         do throws(SandboxError) {
-            if freezer, let dir = dirs["freezer"] { program = try FreezerCgroup.create(below: dir, version: .v1) }
+            if freezer, let dir = dirs["freezer"], let base = bases["freezer"] {
+                keepOneFrozen(in: base)
+                program = try FreezerCgroup.create(below: dir, version: .v1)
+            }
             let cgroup = CgroupV1(dirs: dirs, freezer: program)
             try cgroup.apply(limits)
             return cgroup
@@ -51,6 +56,21 @@ struct CgroupV1: InstanceCgroup {
             throw error
         }
     }
+
+    /// The v1 freezer turns a kernel static key on when a first cgroup freezes and off when the last one
+    /// thaws: code patched on every CPU, which made each thaw ~195 µs here while one instance was all there
+    /// was to freeze. An empty cgroup kept frozen (for as long as the hierarchy stands: it holds nothing) keeps
+    /// the key on, and a thaw takes ~27 µs (docs/benchmarks.md). Once per base per process; best effort.
+    private static func keepOneFrozen(in base: String) {
+        let new = keptFrozen.withLock { $0.insert(base).inserted }
+        guard new else { return }
+        let dir = "\(base)/\(keeperName)"
+        if mkdir(dir, 0o755) != 0 && errno != EEXIST { return }
+        try? CgroupFile.write("\(dir)/freezer.state", "FROZEN")
+    }
+
+    private static let keptFrozen = Mutex<Set<String>>([])
+    static let keeperName = "keep-frozen"
 
     private func apply(_ limits: ResourceLimits) throws(SandboxError) {
         if let memory = dirs["memory"], let bytes = limits.memoryBytes {

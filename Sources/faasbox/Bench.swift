@@ -97,8 +97,8 @@ struct Bench: AsyncParsableCommand {
                 }
                 if warm > 0 && type != .job {
                     let bar = ProgressBar(label: "warm invocations", total: warm, enabled: !json)
-                    results.append(
-                        try await bench.warmInvocations(image: image, invocation: invocation, count: warm, progress: bar.update))
+                    results += try await bench.warmInvocations(
+                        image: image, invocation: invocation, count: warm, progress: bar.update)
                     bar.finish()
                 }
             }
