@@ -50,6 +50,12 @@ struct Bench: AsyncParsableCommand {
             """)
     var compare = false
 
+    @Option(
+        help: ArgumentHelp(
+            "The cold starts' instances as serve makes them: freezable after this many ms idle, or never.",
+            valueName: "ms|never"))
+    var freezeIdleAfter = FreezeDelay(SCFContract.defaultFreezeIdleAfter)
+
     @Flag(help: "Print JSON (host facts, samples, summaries) instead of a table.")
     var json = false
 
@@ -75,6 +81,7 @@ struct Bench: AsyncParsableCommand {
         }
         var config = FunctionConfig(name: "bench")
         config.kind = type
+        config.freezeIdleAfter = freezeIdleAfter.delay
         let bench = Benchmark(store: state.openStore(), config: config)
         var results: [Samples] = []
         var throughput: Double?

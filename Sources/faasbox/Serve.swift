@@ -65,9 +65,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Milliseconds an instance is idle before it is frozen (no CPU until its next call thaws it); -1: never.",
-            valueName: "ms"))
-    var freezeIdleAfter: Int = Int(SCFContract.defaultFreezeIdleAfter.milliseconds)
+            "Milliseconds an instance is idle before it is frozen (no CPU until its next call thaws it), or never.",
+            valueName: "ms|never"))
+    var freezeIdleAfter = FreezeDelay(SCFContract.defaultFreezeIdleAfter)
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .info
@@ -103,7 +103,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(
                 "--max-connections, --client-timeout, --function-logs-mb and --total-logs-mb must be positive")
         }
-        options.freezeIdleAfter = freezeIdleAfter < 0 ? nil : .milliseconds(freezeIdleAfter)
+        options.freezeIdleAfter = freezeIdleAfter.delay
         options.logs.functionBytes = Int64(functionLogsMB) << 20
         options.logs.totalBytes = Int64(totalLogsMB) << 20
         options.logs.freeSpaceReserve = Int64(logReserveMB) << 20
@@ -130,3 +130,22 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `--freeze-idle-after`: milliseconds (0 and up), or `never`.
+struct FreezeDelay: ExpressibleByArgument {
+    let delay: Duration?
+
+    init(_ delay: Duration?) { self.delay = delay }
+
+    init?(argument: String) {
+        if argument == "never" {
+            delay = nil
+        } else if let ms = Int(argument), ms >= 0 {
+            delay = .milliseconds(ms)
+        } else {
+            return nil
+        }
+    }
+
+    var defaultValueDescription: String { delay.map { "\(Int($0.milliseconds))" } ?? "never" }
+}

@@ -138,6 +138,22 @@ import Testing
         await server.stop()
     }
 
+    /// `--freeze-idle-after`: how long an instance idles before it is frozen, or never; a bad value is refused.
+    @Test func serveFreezesIdleInstancesAsItIsTold() async throws {
+        for (argument, frozen) in [("never", false), ("0", true)] {
+            let server = try TestServer.spawn(
+                stateDir: TestPaths.temporaryDirectory("freeze-flag"), extraArguments: ["--freeze-idle-after", argument])
+            _ = try await server.deploy("warm", image: "hello-keepalive", ["provisioned": 1])
+            try await Task.sleep(for: .milliseconds(300))
+            let instances = try await server.instances("warm")
+            #expect(instances.count == 1 && instances.allSatisfy { $0["frozen"] as? Bool == frozen }, "\(argument): \(instances)")
+            await server.stop()
+        }
+        let refused = try TestPaths.run(
+            "\(TestPaths.packageRoot)/.build/debug/faasbox", ["serve", "--freeze-idle-after", "soon"])
+        #expect(refused.status != 0 && refused.output.contains("--freeze-idle-after"), "\(refused.output)")
+    }
+
     /// serve raises its soft limit on open descriptors to the hard one (a few per instance; 1024 is common).
     @Test func serveRaisesItsDescriptorLimit() async throws {
         let server = try TestServer.spawn(stateDir: TestPaths.temporaryDirectory("nofile"), openFiles: (256, 4096))
