@@ -7,6 +7,13 @@ public enum FunctionHost {
     @discardableResult
     public static func prepare() -> String { "\(Sandbox.prepareHost())" }
 
+    /// How idle instances are frozen here, for `faasbox doctor`.
+    public static var freezerStatus: String {
+        guard let freezer = CgroupHost.current.freezer else { return "no freezer: idle instances keep running" }
+        return "\(freezer): an instance idle for \(Int(SCFContract.defaultFreezeIdleAfter.milliseconds)) ms is frozen "
+            + "(serve --freeze-idle-after)"
+    }
+
     /// Whether faasbox-init (pid 1 of every instance) was found, for `faasbox doctor`.
     public static var initBinaryStatus: String { Sandbox.initBinaryStatus }
 }

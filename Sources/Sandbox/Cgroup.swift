@@ -101,6 +101,15 @@ public enum CgroupHost: Sendable, CustomStringConvertible {
         }
     }
 
+    /// How this host freezes an instance's program, as `faasbox doctor` says it; nil where it cannot.
+    public var freezer: String? {
+        switch self {
+        case .v2: return "cgroup.freeze (cgroup v2)"
+        case .v1(let bases): return bases["freezer"].map { _ in "the v1 freezer controller" }
+        case .unavailable: return nil
+        }
+    }
+
     /// Creates the cgroup of one instance with `limits`; with `freezer`, and where the host can freeze, the
     /// program's cgroup below it (`InstanceCgroup.freezer`).
     public func createInstance(_ id: String, limits: ResourceLimits, freezer: Bool = false) throws(SandboxError)

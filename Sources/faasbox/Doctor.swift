@@ -42,6 +42,19 @@ struct Doctor: AsyncParsableCommand {
             FileSystem.readProcFile("/proc/self/status").contains("Seccomp:") ? "yes (filter compiled with libseccomp)" : "no")
         line("user namespaces", "max \(userNamespaces) (off by default: faasbox runs as root; `run --userns` turns one on)")
         line("faasbox-init", FunctionHost.initBinaryStatus)
+        line("idle freezing", FunctionHost.freezerStatus)
+        line("state dir", stateDirectoryUsage())
+    }
+
+    /// The state dir's filesystem: size and free space (where logs pause), or its nearest existing parent's.
+    private func stateDirectoryUsage() -> String {
+        var path = state.stateDir
+        while !FileSystem.exists(path) && path != "/" && !path.isEmpty { path = (path as NSString).deletingLastPathComponent }
+        guard let usage = FileSystem.usage(of: path.isEmpty ? "/" : path) else { return "\(state.stateDir): unknown" }
+        let gb = { (bytes: Int64) in String(format: "%.1f GB", Double(bytes) / 1e9) }
+        let created = path == state.stateDir ? "" : " (not created yet: the filesystem of \(path))"
+        return "\(state.stateDir)\(created): \(gb(usage.free)) free of \(gb(usage.size)); logs pause below 64 MB "
+            + "free (serve --log-reserve-mb), cold starts go on"
     }
 
     private func runIsolation() async throws {

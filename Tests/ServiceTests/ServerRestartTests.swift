@@ -154,6 +154,18 @@ import Testing
         #expect(refused.status != 0 && refused.output.contains("--freeze-idle-after"), "\(refused.output)")
     }
 
+    /// `faasbox doctor` says how idle instances are frozen here and how full the state dir's filesystem is.
+    @Test func doctorSaysHowIdleInstancesAreFrozenAndHowFullTheStateDirIs() throws {
+        let state = TestPaths.temporaryDirectory("doctor")
+        let report = try TestPaths.run("\(TestPaths.packageRoot)/.build/debug/faasbox", ["doctor", "--state-dir", state])
+        #expect(report.status == 0, "\(report.output)")
+        let lines = report.output.split(separator: "\n")
+        let freezing = try #require(lines.first { $0.hasPrefix("idle freezing") })
+        #expect(freezing.contains("freeze") && freezing.contains("50 ms"), "\(freezing)")
+        let stateLine = try #require(lines.first { $0.hasPrefix("state dir") })
+        #expect(stateLine.contains(state) && stateLine.contains("GB free of"), "\(stateLine)")
+    }
+
     /// serve raises its soft limit on open descriptors to the hard one (a few per instance; 1024 is common).
     @Test func serveRaisesItsDescriptorLimit() async throws {
         let server = try TestServer.spawn(stateDir: TestPaths.temporaryDirectory("nofile"), openFiles: (256, 4096))
