@@ -70,6 +70,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        requireRoot("bench")
         FunctionHost.prepare()
         let invocation: Invocation
         if type == .web {

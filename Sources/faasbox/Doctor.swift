@@ -28,6 +28,9 @@ struct Doctor: AsyncParsableCommand {
         let userNamespaces =
             (try? String(contentsOfFile: "/proc/sys/user/max_user_namespaces", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        line(
+            "privileges",
+            geteuid() == 0 ? "root" : "not root: run, serve, pull and bench need root (namespaces, overlay mounts, cgroups)")
         line("kernel", HostFacts.kernelRelease)
         line("cores", "\(ProcessInfo.processInfo.activeProcessorCount)")
         line("cgroups", FunctionHost.prepare())

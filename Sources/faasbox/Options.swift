@@ -12,6 +12,12 @@ struct StateOptions: ParsableArguments {
     }
 }
 
+/// Ends a command that needs root (namespaces, overlay mounts, cgroups) with that said, before it tries anything:
+/// not a `Permission denied` from the first mkdir. (`doctor` says it instead of stopping.)
+func requireRoot(_ command: String) {
+    if geteuid() != 0 { fail("faasbox \(command) needs root (namespaces, overlay mounts, cgroups): run it as root or with sudo") }
+}
+
 /// Prints to stderr and exits non-zero: every failure of the CLI goes through here.
 func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("faasbox: \(message)\n".utf8))

@@ -12,6 +12,7 @@ struct Pull: AsyncParsableCommand {
     @OptionGroup var state: StateOptions
 
     func run() async throws {
+        requireRoot("pull")
         let clock = ContinuousClock()
         let begin = clock.now
         do {

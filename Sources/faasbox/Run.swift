@@ -51,6 +51,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
+        requireRoot("run")
         var config: FunctionConfig
         do { config = try function.spec(image: image).validated(name: functionName).config } catch {
             fail("\(FunctionOptions.flag(for: error.field)): \(error.reason)")

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Service
+import SystemSupport
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,6 +81,7 @@ struct Serve: AsyncParsableCommand {
         // path"). First thing, before other concurrent work; where the runtime refuses (false), everything works
         // as before, only slower. Blocking work goes through `runBlocking`.
         let onEventLoops = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        requireRoot("serve")
         raiseDescriptorLimit()
         var tcp: (host: String, port: Int)?
         if let listen {
@@ -88,6 +90,10 @@ struct Serve: AsyncParsableCommand {
             else { throw ValidationError("--listen takes HOST:PORT with a port 0–65535, got '\(listen)'") }
             let host = String(listen[..<colon])
             tcp = (host.isEmpty ? "127.0.0.1" : host, port)
+        }
+        if let tcp, let error = TCPPort.checkFree(host: tcp.host, port: tcp.port) {
+            if error.errno == .addressInUse { fail("\(tcp.host):\(tcp.port) is already in use; choose another with --listen") }
+            fail("cannot listen on \(tcp.host):\(tcp.port): \(error)")
         }
         for dir in allowMount + imageRoot where !FileManager.default.fileExists(atPath: dir) {
             throw ValidationError("\(dir) does not exist (--allow-mount and --image-root take existing directories)")

@@ -38,13 +38,16 @@ import Testing
         var config = FunctionConfig(name: "bench")
         config.kind = .job
         let (samples, _) = try await Benchmark(store: store, config: config).coldStarts(
-            image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array("{}".utf8), kind: .job)), count: 2,
+            image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array("{}".utf8), kind: .job)), count: 3,
             options: options)
         let fresh = try #require(samples.first { $0.name == "PullCode" })
         let (stored, _) = try await Benchmark(store: store, config: config).coldStarts(
-            image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array("{}".utf8), kind: .job)), count: 2)
+            image: TestPaths.sampleImage("hello-job"), invocation: .event(try Event(Array("{}".utf8), kind: .job)), count: 3)
         let storedPull = try #require(stored.first { $0.name == "PullCode" })
-        #expect(fresh.median > storedPull.median, "unpacking costs more than finding the stored image")
+        // The fastest of each: under the whole suite's load a mount can wait ~200 ms for the mount lock while other
+        // tests mount and unmount hundreds of times (both medians once measured ~220 ms), far above the unpack.
+        let (freshMin, storedMin) = (fresh.values.min() ?? 0, storedPull.values.min() ?? 0)
+        #expect(freshMin > storedMin, "unpacking costs more than finding the stored image: \(freshMin) vs \(storedMin) ms")
     }
 
     @Test func idleInstancesAreHeldMeasuredAndAllStoppedAfterwards() async throws {
