@@ -208,6 +208,7 @@ struct Logs: AsyncParsableCommand {
     @Option(help: "Only this invocation's log (every try of it).") var requestID: String?
     @Option(help: "The latest N invocations.") var limit = 20
     @Flag(help: "Keep printing new logs as they come.") var follow = false
+    @Flag(help: "Print the entries as JSON (one array; with --follow, one per batch).") var json = false
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
@@ -216,9 +217,24 @@ struct Logs: AsyncParsableCommand {
             var path = "/functions/\(name)/logs?limit=\(limit)"
             if let requestID { path += "&requestId=\(requestID)" }
             let entries = server.expectJSON(await server.send(.GET, path)) as? [[String: Any]] ?? []
+            var fresh: [[String: Any]] = []
             for entry in entries {
                 let key = "\(entry["requestID"] ?? "") \(entry["at"] ?? "")"
-                if seen.insert(key).inserted, let text = entry["text"] as? String { say(text) }
+                if seen.insert(key).inserted { fresh.append(entry) }
+            }
+            if json {
+                if !fresh.isEmpty || !follow { printJSON(fresh) }
+            } else {
+                // Each line with its entry's time (UTC, ms), as SCF's log console shows them.
+                let formatter = ISO8601DateFormatter()
+                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                for entry in fresh {
+                    guard let text = entry["text"] as? String else { continue }
+                    let at = (entry["at"] as? Double).map { formatter.string(from: Date(timeIntervalSince1970: $0)) } ?? "-"
+                    say(
+                        text.split(separator: "\n", omittingEmptySubsequences: false).map { "\(at)  \($0)" }.joined(
+                            separator: "\n"))
+                }
             }
             if follow { try await Task.sleep(for: .seconds(1)) }
         } while follow
@@ -227,10 +243,13 @@ struct Logs: AsyncParsableCommand {
 
 struct PS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ps", abstract: "The server's live instances.")
+    @Flag(help: "Print them as JSON: function name → its instances.") var json = false
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
-        let byFunction = server.expectJSON(await server.send(.GET, "/instances")) as? [String: [[String: Any]]] ?? [:]
+        let answer = server.expectJSON(await server.send(.GET, "/instances"))
+        if json { return printJSON(answer) }
+        let byFunction = answer as? [String: [[String: Any]]] ?? [:]
         print("FUNCTION".padding(24) + "INSTANCE".padding(22) + "STATE".padding(7) + "PID".padding(9) + "PROV  MEMORY")
         for name in byFunction.keys.sorted() {
             for i in byFunction[name]! {
@@ -247,10 +266,16 @@ struct PS: AsyncParsableCommand {
 
 struct Functions: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The functions deployed on the server.")
+    @Flag(help: "Print them as JSON: one object per function (its spec, instances and queue).") var json = false
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
         let names = server.expectJSON(await server.send(.GET, "/functions")) as? [String] ?? []
+        if json {
+            var all: [Any] = []
+            for name in names { all.append(server.expectJSON(await server.send(.GET, "/functions/\(name)"))) }
+            return printJSON(all)
+        }
         print("NAME".padding(24) + "TYPE".padding(7) + "INSTANCES  QUEUED  IMAGE")
         for name in names {
             guard let info = server.expectJSON(await server.send(.GET, "/functions/\(name)")) as? [String: Any] else { continue }

@@ -4,10 +4,22 @@ import ImageRuntime
 
 struct Images: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the images in the store.")
+    @Flag(help: "Print them as JSON.") var json = false
     @OptionGroup var state: StateOptions
 
     func run() async throws {
         let store = state.openStore()
+        if json {
+            let formatter = ISO8601DateFormatter()
+            let all: [[String: Any]] = store.images().map { image in
+                [
+                    "digest": image.manifestDigest, "source": image.source, "tag": image.tag.map { $0 as Any } ?? NSNull(),
+                    "layers": image.diffIDs, "pulledAt": formatter.string(from: image.pulledAt),
+                ]
+            }
+            let data = (try? JSONSerialization.data(withJSONObject: all, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+            return print(String(decoding: data, as: UTF8.self))
+        }
         print("DIGEST".padding(toLength: 20, withPad: " ", startingAt: 0) + "LAYERS  PULLED                SOURCE")
         let formatter = ISO8601DateFormatter()
         for image in store.images() {

@@ -63,4 +63,38 @@ import Testing
         let tooHigh = try TestPaths.run(faasbox, ["serve", "--socket", socketPath, "--state-dir", state, "--listen", ":99999"])
         #expect(tooHigh.status != 0 && tooHigh.output.contains("a port 0–65535"), "\(tooHigh.output)")
     }
+
+    /// The listing commands print JSON with `--json` (the server's own objects), and `logs` puts each entry's
+    /// time before its lines.
+    @Test func listingsHaveJSONAndLogsHaveTimes() async throws {
+        let state = TestPaths.temporaryDirectory("cli-json")
+        let server = try TestServer.spawn(stateDir: state)
+        defer { Task { await server.stop() } }
+        _ = try await server.deploy("counter", image: "hello-runtime", ["type": "event"])
+        _ = try await server.invoke("counter")
+        let client = { (arguments: [String]) throws -> (status: Int32, output: String) in
+            try TestPaths.run(self.faasbox, arguments, environment: ["FAASBOX_SERVER": "unix://\(server.socket)"])
+        }
+        func json(_ arguments: [String]) throws -> Any {
+            let result = try client(arguments)
+            #expect(result.status == 0, "\(arguments): \(result.output)")
+            return try JSONSerialization.jsonObject(with: Data(result.output.utf8))
+        }
+        let functions = try #require(try json(["functions", "--json"]) as? [[String: Any]])
+        #expect(functions.count == 1 && (functions[0]["spec"] as? [String: Any])?["type"] as? String == "event")
+        let instances = try #require(try json(["ps", "--json"]) as? [String: [[String: Any]]])
+        #expect(instances["counter"]?.count == 1, "\(instances)")
+        let logs = try #require(try json(["logs", "counter", "--json"]) as? [[String: Any]])
+        #expect(logs.count == 1 && (logs[0]["text"] as? String)?.contains("REPORT RequestId") == true, "\(logs)")
+        let text = try client(["logs", "counter"]).output
+        let seconds = try #require(logs[0]["at"] as? Double)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let at = formatter.string(from: Date(timeIntervalSince1970: seconds))
+        let lines = text.split(separator: "\n")
+        #expect(!lines.isEmpty && lines.allSatisfy { $0.hasPrefix(at + "  ") }, "\(text)")
+        let images = try #require(try json(["images", "--json", "--state-dir", state]) as? [[String: Any]])
+        #expect(images.count == 1 && (images[0]["digest"] as? String)?.hasPrefix("sha256:") == true, "\(images)")
+        await server.stop()
+    }
 }
