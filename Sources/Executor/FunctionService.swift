@@ -246,6 +246,11 @@ public final class FunctionService: Sendable {
     /// metrics; returns the log text.
     func finish(_ name: String, _ d: Deployment, _ outcome: FunctionPool.Outcome) async -> String {
         metrics.record(function: name, outcome: outcome)
+        // One line per invocation in serve's own log (the function's output is in its invocation log).
+        let kind = outcome.coldStart.map { "cold \(String(format: "%.1f", $0.coldstart.milliseconds)) ms" } ?? "warm"
+        logger.info(
+            "invocation \(outcome.requestID) of \(name): \(outcome.code == 0 ? "ok" : "error \(outcome.code)"), \(kind), \(String(format: "%.2f", outcome.duration.milliseconds)) ms",
+            metadata: ["function": "\(name)"])
         let text = InvocationLog.text(of: outcome, memoryMB: d.validated.config.memoryMB)
         await log.append(LogEntry(requestID: outcome.requestID, function: name, at: StateDatabase.now(), text: text))
         // A freed concurrency slot matters to the dispatcher only when the function has async events waiting (no

@@ -97,4 +97,21 @@ import Testing
         #expect(images.count == 1 && (images[0]["digest"] as? String)?.hasPrefix("sha256:") == true, "\(images)")
         await server.stop()
     }
+
+    /// serve logs one line per invocation at info level: the function, the request id, the result, cold or warm.
+    @Test func serveLogsEachInvocation() async throws {
+        let state = TestPaths.temporaryDirectory("invocation-log")
+        let errors = "\(state).log"
+        let server = try TestServer.spawn(stateDir: state, extraArguments: ["--log-level", "info"], errors: errors)
+        _ = try await server.deploy("counter", image: "hello-runtime", ["type": "event"])
+        let first = try await server.invoke("counter")
+        let second = try await server.invoke("counter")
+        await server.stop()
+        let log = try String(contentsOfFile: errors, encoding: .utf8)
+        for (answer, kind) in [(first, "cold "), (second, "warm")] {
+            let id = try #require(answer.json["FunctionRequestId"] as? String)
+            let line = log.split(separator: "\n").first { $0.contains("invocation \(id) of counter: ok, \(kind)") }
+            #expect(line?.contains(" info ") == true, "\(log)")
+        }
+    }
 }

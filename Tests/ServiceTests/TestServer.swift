@@ -89,9 +89,10 @@ final class TestServer: Sendable {
 
     /// Starts `.build/debug/faasbox serve` and waits for its "listening on" lines; with `openFiles`, under
     /// those soft and hard limits on open descriptors (prlimit(1)).
-    static func spawn(stateDir: String, extraArguments: [String] = [], openFiles: (soft: Int, hard: Int)? = nil) throws
-        -> TestServer
-    {
+    /// `errors`: a file that gets serve's stderr (its log), else the tests' own.
+    static func spawn(
+        stateDir: String, extraArguments: [String] = [], openFiles: (soft: Int, hard: Int)? = nil, errors: String? = nil
+    ) throws -> TestServer {
         let binary = "\(TestPaths.packageRoot)/.build/debug/faasbox"
         let socket = socketPath()
         _ = try ImageStore(root: stateDir)
@@ -112,6 +113,10 @@ final class TestServer: Sendable {
         }
         let out = Pipe()
         process.standardOutput = out
+        if let errors {
+            FileManager.default.createFile(atPath: errors, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: errors)
+        }
         try process.run()
         var line: [UInt8] = []
         var (listening, port) = (false, nil as Substring?)
