@@ -11,19 +11,23 @@ extension ImageStore {
     /// instance of the store, of this process or another, a dead one's until it is cleaned). Decided from the
     /// store's own records — image records and each instance's `layers` list — under the store's lock held
     /// exclusive, so no pull or cold start records a layer between the decision and the removal. Returns
-    /// what was removed.
-    public func collectGarbage() -> (layers: Int, blobs: Int) {
-        lock.withExclusive { () -> (layers: Int, blobs: Int) in
+    /// what was removed, and the disk space that freed.
+    public func collectGarbage() -> (layers: Int, blobs: Int, bytes: Int64) {
+        lock.withExclusive { () -> (layers: Int, blobs: Int, bytes: Int64) in
             let records = images()
             let recorded = records.flatMap(\.diffIDs).compactMap { try? Digest(parsing: $0) }.map(paths.layer)
             let live = Set(recorded).union(layersInUse())
             var removedLayers = 0
+            var bytes: Int64 = 0
             for algorithm in Digest.Algorithm.allCases {
                 let dir = paths.layers(algorithm: algorithm)
                 for hex in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
                     let path = "\(dir)/\(hex)"
                     if live.contains(path) { continue }
-                    if (try? FileSystem.removeTree(path)) != nil { removedLayers += 1 }
+                    if let freed = try? FileSystem.removeTree(path) {
+                        removedLayers += 1
+                        bytes += freed
+                    }
                 }
             }
             // Blobs are kept only for images on record: their manifests, configs and layers.
@@ -31,9 +35,15 @@ extension ImageStore {
             let liveBlobs = referencedBlobs(records)
             let blobDir = paths.blob(algorithm: .sha256)
             for hex in (try? FileManager.default.contentsOfDirectory(atPath: blobDir)) ?? [] where !liveBlobs.contains(hex) {
-                if unlink("\(blobDir)/\(hex)") == 0 { removedBlobs += 1 }
+                var st = stat()
+                let blob = "\(blobDir)/\(hex)"
+                let size = lstat(blob, &st) == 0 && st.st_nlink == 1 ? Int64(st.st_blocks) * 512 : 0
+                if unlink(blob) == 0 {
+                    removedBlobs += 1
+                    bytes += size
+                }
             }
-            return (removedLayers, removedBlobs)
+            return (removedLayers, removedBlobs, bytes)
         }
     }
 

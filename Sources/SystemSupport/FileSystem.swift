@@ -29,17 +29,22 @@ public enum FileSystem {
     }
 
     /// rm -rf that never crosses into another mount (a mount point is an error, not something to empty).
-    public static func removeTree(_ path: String) throws(SystemCallError) {
+    /// Returns the disk space it freed: the blocks of what it removed, counting a file only where its last
+    /// name went (a hard link elsewhere keeps it).
+    @discardableResult
+    public static func removeTree(_ path: String) throws(SystemCallError) -> Int64 {
         var st = stat()
         if lstat(path, &st) != 0 {
-            if Glibc.errno == ENOENT { return }
+            if Glibc.errno == ENOENT { return 0 }
             throw .current("lstat", path: path)
         }
         let rootDevice = st.st_dev
-        try removeEntry(path, st: st, device: rootDevice)
+        var freed: Int64 = 0
+        try removeEntry(path, st: st, device: rootDevice, freed: &freed)
+        return freed
     }
 
-    private static func removeEntry(_ path: String, st: stat, device: dev_t) throws(SystemCallError) {
+    private static func removeEntry(_ path: String, st: stat, device: dev_t, freed: inout Int64) throws(SystemCallError) {
         if (st.st_mode & S_IFMT) == S_IFDIR {
             if st.st_dev != device { throw SystemCallError("rmdir", path: path, errno: .resourceBusy) }
             guard let dir = opendir(path) else {
@@ -56,11 +61,14 @@ public enum FileSystem {
                 let child = path + "/" + name
                 var cst = stat()
                 if lstat(child, &cst) != 0 { continue }
-                try removeEntry(child, st: cst, device: device)
+                try removeEntry(child, st: cst, device: device, freed: &freed)
             }
             if rmdir(path) != 0 && Glibc.errno != ENOENT { throw .current("rmdir", path: path) }
+            freed += Int64(st.st_blocks) * 512
         } else if unlink(path) != 0 && Glibc.errno != ENOENT {
             throw .current("unlink", path: path)
+        } else if st.st_nlink == 1 {
+            freed += Int64(st.st_blocks) * 512
         }
     }
 

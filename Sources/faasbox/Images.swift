@@ -54,6 +54,8 @@ struct GC: AsyncParsableCommand {
 
     func run() async throws {
         let removed = state.openStore().collectGarbage()
-        print("removed \(removed.layers) layers, \(removed.blobs) blobs")
+        print(
+            "removed \(removed.layers) layers, \(removed.blobs) blobs: "
+                + String(format: "%.1f MB freed", Double(removed.bytes) / 1e6))
     }
 }

@@ -220,6 +220,8 @@ import Testing
         #expect(try store.removeImage(a.manifestDigest) == [a.manifestDigest])
         let removed = store.collectGarbage()
         #expect(removed.layers == 1)
+        // Its blocks, counted as they go: the layer's one file and directory, its blobs (a few KB each).
+        #expect(removed.bytes >= 8192 && removed.bytes < 1 << 20, "\(removed.bytes)")
         #expect(!FileManager.default.fileExists(atPath: a.layers[1].path))
         #expect(FileManager.default.fileExists(atPath: b.layers[0].path))
         await #expect(throws: ImageError.self) { _ = try store.removeImage("sha256:ffff") }
