@@ -40,7 +40,8 @@ public final class FreezerCgroup: Sendable {
     let joinFile: String
     let stateFile: String
     private let version: Version
-    private let state: OwnedFileDescriptor
+    /// The state file, open for writing (faasbox-init gets a duplicate of it, to thaw at the lifeline's end).
+    let state: OwnedFileDescriptor
 
     enum Version { case v1, v2 }
 

@@ -81,11 +81,12 @@ public enum Sandbox {
         // The lifeline's read end and the program's freezer files go last among the kept descriptors;
         // faasbox-init keeps them (Lifeline.swift, faasbox-init's main.c).
         let lifeline = spec.initProcess ? Lifeline.readEnd() : nil
-        var freezerFiles: [OwnedFileDescriptor] = []
+        // The state file is the one the cgroup keeps open (the child gets a duplicate); the join file is opened.
+        var freezerFiles: [CInt] = []
+        var join: OwnedFileDescriptor?
         if spec.initProcess, let freezer = cgroup.freezer {
-            for file in [freezer.joinFile, freezer.stateFile] {
-                do { freezerFiles.append(try .open(file, O_WRONLY | O_CLOEXEC)) } catch { throw .syscall(error) }
-            }
+            do { join = try .open(freezer.joinFile, O_WRONLY | O_CLOEXEC) } catch { throw .syscall(error) }
+            freezerFiles = [join!.rawValue, freezer.state.rawValue]
         }
         // Where the child has them once its descriptors are compacted (spawn.c, compact_fds).
         let cgroupFDs = min(cgroup.procsFiles.count, 8)
@@ -115,8 +116,8 @@ public enum Sandbox {
         config.new_cgroup_ns = 1
         config.cgroup_proc_fds = UnsafePointer(arena.array(procFDs))
         config.n_cgroup_proc_fds = CInt(procFDs.count)
-        let initKept = (lifeline.map { [$0] } ?? []) + freezerFiles
-        let kept = sources.map(\.rawValue) + initKept.map(\.rawValue)
+        let initKept = (lifeline.map { [$0.rawValue] } ?? []) + freezerFiles
+        let kept = sources.map(\.rawValue) + initKept
         config.keep_fds = UnsafePointer(arena.array(kept))
         config.n_keep_fds = CInt(kept.count)
         config.hostname = UnsafePointer(arena.string(spec.hostname))
@@ -209,7 +210,7 @@ public enum Sandbox {
             _ = withUnsafeBytes(of: go) { Glibc.write(sync.write.rawValue, $0.baseAddress, 1) }
             sync.write.close()
         }
-        defer { withExtendedLifetime((sources, initKept)) {} }
+        defer { withExtendedLifetime((sources, lifeline, join)) {} }
         switch readReport(report.read, timeout: 10_000) {
         case .execed:
             return process
